@@ -1,0 +1,602 @@
+"""Shared machinery for the benchmark scripts in this folder.
+
+A benchmark script defines *variants* (one model + one sampler each) and runs every
+variant in a fresh Python subprocess, so that the measured wall time covers what a
+user pays for one fit: interpreter start-up, imports, model build, compilation and
+sampling.  The parent process:
+
+* writes the data set once to an ``.npz`` file that every worker loads (same data);
+* starts each worker with :func:`run_worker`, timing it from just before the
+  interpreter starts until the process has exited, with a per-variant timeout that
+  kills the worker's whole process group (a timeout is a result, not a crash);
+* collects the JSON each worker writes (:func:`write_worker_result`) and formats a
+  Markdown table (:func:`markdown_table`).
+
+Inside a worker, :func:`silence_warnings` hides the known-noisy warnings,
+:class:`PhaseTimer` records import / build / sample times, :func:`posterior_diagnostics`
+computes min bulk ESS, max R-hat and divergences, and :func:`peak_rss_mb` reports
+memory.
+
+Nothing here imports PyMC, ArviZ or JAX at module level, so importing this module
+does not distort a worker's import timing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import pandas as pd
+
+__all__ = [
+    "DataSet",
+    "PhaseTimer",
+    "VariantResult",
+    "add_common_arguments",
+    "load_dataset",
+    "machine_description",
+    "markdown_table",
+    "peak_rss_mb",
+    "posterior_diagnostics",
+    "run_worker",
+    "save_dataset",
+    "silence_warnings",
+    "speedups",
+    "write_worker_result",
+]
+
+# Environment variable a worker reads to learn the wall-clock time (``time.time()``)
+# at which the parent started it; used to estimate interpreter start-up time.
+SPAWN_TIME_ENV = "GROUPCOV_BENCH_SPAWN_TIME"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A grouped numeric table in plain NumPy form.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        Feature matrix, shape ``(n_rows, p)``.
+    group : numpy.ndarray
+        Group label of each row (unicode strings), shape ``(n_rows,)``.
+    features : list of str
+        Feature names, length ``p``.
+    """
+
+    X: np.ndarray
+    group: np.ndarray
+    features: list[str]
+
+    @property
+    def groups(self) -> list[str]:
+        """Sorted distinct group labels."""
+        import numpy as np
+
+        return [str(g) for g in np.unique(self.group)]
+
+    def group_index(self) -> np.ndarray:
+        """Integer code of each row's group, indexing :attr:`groups`."""
+        import numpy as np
+
+        return np.searchsorted(np.asarray(self.groups), self.group)
+
+    def to_frame(self, group_column: str = "group") -> pd.DataFrame:
+        """The table as a DataFrame with a group column followed by the features."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.X, columns=self.features)
+        df.insert(0, group_column, self.group)
+        return df
+
+    def fingerprint(self) -> str:
+        """Short hash of the contents; equal fingerprints mean identical data."""
+        import hashlib
+
+        h = hashlib.sha1()
+        h.update(self.X.tobytes())
+        h.update("\0".join(map(str, self.group)).encode())
+        h.update("\0".join(self.features).encode())
+        return h.hexdigest()[:12]
+
+
+def save_dataset(
+    path: str | os.PathLike[str], df: pd.DataFrame, group: str, features: Sequence[str]
+) -> DataSet:
+    """Write ``df[[group, *features]]`` to ``path`` (``.npz``) and return it as a DataSet."""
+    import numpy as np
+
+    data = DataSet(
+        X=np.ascontiguousarray(df[list(features)].to_numpy(dtype=float)),
+        group=df[group].astype(str).to_numpy().astype(str),
+        features=[str(f) for f in features],
+    )
+    np.savez(path, X=data.X, group=data.group, features=np.asarray(data.features, dtype=str))
+    return data
+
+
+def load_dataset(path: str | os.PathLike[str]) -> DataSet:
+    """Read a data set written by :func:`save_dataset`."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as f:
+        return DataSet(X=f["X"], group=f["group"], features=[str(s) for s in f["features"]])
+
+
+# ------------------------------------------------------------------ worker helpers
+
+
+def silence_warnings() -> None:
+    """Hide warnings that are known noise in benchmark workers.
+
+    Only specific messages are filtered (ArviZ's refactor ``FutureWarning``,
+    PyTensor's "could not link to a BLAS" warning and its BLAS-fallback log line,
+    NumPyro's "not enough devices" note, PyMC's convergence chatter); errors and
+    other warnings still reach stderr.  Call it before importing PyMC or ArviZ.
+    """
+    warnings.filterwarnings("ignore", message=r".*ArviZ is undergoing a major refactor")
+    warnings.filterwarnings("ignore", message=r".*could not link to a BLAS")
+    warnings.filterwarnings("ignore", message=r".*not enough devices to run parallel chains")
+    logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
+    # PyMC's sampler logs progress/diagnostic messages at INFO/WARNING; the
+    # benchmark computes its own diagnostics, errors are still shown.
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+
+
+class PhaseTimer:
+    """Record wall time of named phases with ``time.perf_counter``.
+
+    Examples
+    --------
+    >>> t = PhaseTimer()
+    >>> with t.phase("build"):
+    ...     pass
+    >>> sorted(t.times)
+    ['build']
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process plus that of its largest reaped child, in MB.
+
+    ``ru_maxrss`` of ``RUSAGE_CHILDREN`` is the peak of the largest waited-for
+    descendant (e.g. PyMC's per-chain sampler processes), so the sum is an upper
+    bound on the simultaneous peak of the process tree, not an exact value.
+    """
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # bytes vs KiB
+    return (self_kb + child_kb) / scale
+
+
+def posterior_diagnostics(
+    idata: Any, var_names: Sequence[str] | None = None, *, skip_internal: bool = True
+) -> dict[str, Any]:
+    """Min bulk ESS, max R-hat and number of divergences of an InferenceData.
+
+    ESS and R-hat are taken over every entry of every posterior variable (or of
+    ``var_names``); entries whose value is NaN (constant quantities such as the
+    unit diagonal of a correlation matrix) are skipped.  With ``skip_internal``,
+    variables whose name ends in ``__`` are skipped: PyMC's naming for internal
+    copies (e.g. ``A_chol_cholesky-cov-packed__``, which nutpie keeps in the
+    posterior and NumPyro does not), so every sampler is scored on the same set.
+    """
+    import arviz as az
+    import numpy as np
+
+    post = idata.posterior
+    names = list(var_names) if var_names is not None else list(post.data_vars)
+    if skip_internal:
+        names = [n for n in names if not str(n).endswith("__")]
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant entries -> NaN
+        ess = az.ess(post, var_names=names, method="bulk")
+        rhat = az.rhat(post, var_names=names)
+
+    def _extreme(ds: Any, largest: bool) -> tuple[float, str | None]:
+        found: list[tuple[float, str]] = []
+        for name in ds.data_vars:
+            vals = np.asarray(ds[name].values, dtype=float).ravel()
+            vals = vals[np.isfinite(vals)]  # NaN: constant entries, e.g. corr diagonal
+            if vals.size:
+                found.append((float(vals.max() if largest else vals.min()), str(name)))
+        if not found:
+            return math.nan, None
+        value, name = max(found) if largest else min(found)
+        return value, name
+
+    min_ess, min_ess_var = _extreme(ess, largest=False)
+    max_rhat, max_rhat_var = _extreme(rhat, largest=True)
+    divergences = None
+    stats = getattr(idata, "sample_stats", None)
+    if stats is not None:
+        for key in ("diverging", "divergences"):
+            if key in stats:
+                divergences = int(np.asarray(stats[key].values).astype(bool).sum())
+                break
+    n_draws = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
+    return {
+        "min_ess_bulk": min_ess,
+        "min_ess_var": min_ess_var,
+        "max_rhat": max_rhat,
+        "max_rhat_var": max_rhat_var,
+        "divergences": divergences,
+        "n_draws": n_draws,
+        "n_entries": int(sum(int(np.prod(post[v].shape[2:])) for v in names)),
+        "var_names": names,
+    }
+
+
+def write_worker_result(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write a worker's JSON result, adding start-up estimate and peak RSS."""
+    spawn = os.environ.get(SPAWN_TIME_ENV)
+    payload = dict(payload)
+    payload.setdefault("peak_rss_mb", peak_rss_mb())
+    if spawn is not None and "worker_entry_time" in payload:
+        payload["startup_s"] = payload.pop("worker_entry_time") - float(spawn)
+    Path(path).write_text(json.dumps(payload, default=_json_default, indent=1))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+# ------------------------------------------------------------------ parent helpers
+
+
+@dataclass
+class VariantResult:
+    """Outcome of one variant run in its own process."""
+
+    variant: str
+    label: str
+    group: str  # e.g. "loop" or "groupcov"
+    status: str  # "ok", "timeout" or "error"
+    wall_s: float  # process wall time minus post-sampling diagnostics time
+    process_wall_s: float
+    timeout_s: float
+    worker: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    tree_peak_rss_mb: float | None = None  # largest single process, seen by the parent
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_worker(
+    cmd: Sequence[str],
+    *,
+    variant: str,
+    label: str,
+    group: str,
+    timeout_s: float,
+    result_path: Path,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+) -> VariantResult:
+    """Run ``cmd`` in a new session, timed from spawn to exit, killing it after ``timeout_s``.
+
+    The worker must write its JSON result to ``result_path``.  Its stdout and stderr
+    go to ``log_dir/<variant>.out`` / ``.err``; on failure the tail of stderr is kept
+    in :attr:`VariantResult.error`.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / f"{variant}.out", log_dir / f"{variant}.err"
+    env = dict(os.environ if env is None else env)
+    result_path.unlink(missing_ok=True)
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        env[SPAWN_TIME_ENV] = repr(time.time())
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, start_new_session=True)
+        reaped: dict[str, Any] = {}
+
+        def _reap() -> None:
+            _, status, usage = os.wait4(proc.pid, 0)
+            reaped["end"] = time.perf_counter()
+            reaped["status"] = status
+            reaped["usage"] = usage
+
+        waiter = threading.Thread(target=_reap, daemon=True)
+        waiter.start()
+        waiter.join(timeout_s)
+        timed_out = waiter.is_alive()
+        if timed_out:
+            with _suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the worker and its own children
+            waiter.join()
+        proc.returncode = os.waitstatus_to_exitcode(reaped["status"])
+    elapsed = reaped["end"] - start
+    usage = reaped["usage"]
+    tree_rss = usage.ru_maxrss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
+
+    if timed_out:
+        return VariantResult(
+            variant,
+            label,
+            group,
+            "timeout",
+            math.inf,
+            elapsed,
+            timeout_s,
+            error=f"killed after {timeout_s:g} s",
+            tree_peak_rss_mb=tree_rss,
+        )
+    worker: dict[str, Any] = {}
+    error = None
+    if result_path.exists():
+        worker = json.loads(result_path.read_text())
+        error = worker.get("error")
+    if proc.returncode != 0 or not result_path.exists() or error:
+        # The worker's own traceback if it wrote one, otherwise the end of its stderr.
+        error = error or f"exit code {proc.returncode}\n{_tail(err_path, 25)}".strip()
+        return VariantResult(
+            variant,
+            label,
+            group,
+            "error",
+            math.nan,
+            elapsed,
+            timeout_s,
+            worker=worker,
+            error=error,
+            tree_peak_rss_mb=tree_rss,
+        )
+    wall = elapsed - float(worker.get("phases", {}).get("diagnostics", 0.0))
+    return VariantResult(
+        variant,
+        label,
+        group,
+        "ok",
+        wall,
+        elapsed,
+        timeout_s,
+        worker=worker,
+        tree_peak_rss_mb=tree_rss,
+    )
+
+
+@contextmanager
+def _suppress(*exc: type[BaseException]) -> Iterator[None]:
+    try:
+        yield
+    except exc:
+        pass
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def speedups(
+    results: Sequence[VariantResult], baseline_variant: str, baseline_group: str
+) -> dict[str, dict[str, tuple[float, bool] | None]]:
+    """Wall-time speed-ups of every result against two references from the same run.
+
+    Returns ``{variant: {"baseline": r, "fastest": r}}`` where ``r`` is ``(ratio,
+    is_lower_bound)`` or ``None`` when it cannot be computed.  The references are
+    ``baseline_variant`` and the fastest successful variant of ``baseline_group``.
+    A reference that timed out gives lower bounds (its true time exceeds the timeout).
+    """
+    by_name = {r.variant: r for r in results}
+    base = by_name.get(baseline_variant)
+    group_ok = [r for r in results if r.group == baseline_group and r.ok]
+    group_all = [r for r in results if r.group == baseline_group]
+    fastest = min(group_ok, key=lambda r: r.wall_s) if group_ok else None
+    if fastest is None and group_all and all(r.status == "timeout" for r in group_all):
+        fastest = min(group_all, key=lambda r: r.timeout_s)
+
+    def ratio(ref: VariantResult | None, r: VariantResult) -> tuple[float, bool] | None:
+        if ref is None or not r.ok:
+            return None
+        if ref.ok:
+            return ref.wall_s / r.wall_s, False
+        if ref.status == "timeout":
+            return ref.timeout_s / r.wall_s, True
+        return None
+
+    return {r.variant: {"baseline": ratio(base, r), "fastest": ratio(fastest, r)} for r in results}
+
+
+def _fmt(x: float | None, nd: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:,.{nd}f}"
+
+
+def _fmt_ratio(v: tuple[float, bool] | None) -> str:
+    if v is None:
+        return "—"
+    value, lower_bound = v
+    return f"> {value:.2f}x" if lower_bound else f"{value:.2f}x"
+
+
+def markdown_table(
+    results: Sequence[VariantResult],
+    *,
+    baseline_variant: str,
+    baseline_label: str,
+    baseline_group: str,
+    fastest_label: str,
+) -> str:
+    """Format results as a Markdown table (one row per variant, in the given order)."""
+    ups = speedups(results, baseline_variant, baseline_group)
+    header = [
+        "variant",
+        "wall s",
+        "sampling s",
+        "min bulk ESS",
+        "ESS/s",
+        "max R-hat",
+        "divergences",
+        "peak RSS MB",
+        f"speed-up vs {baseline_label}",
+        f"speed-up vs {fastest_label}",
+    ]
+    align = [":--"] + ["--:"] * (len(header) - 1)
+    rows = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for r in results:
+        w = r.worker
+        diag = w.get("diagnostics", {})
+        if r.status == "timeout":
+            cells = [r.label, f"> {r.timeout_s:g}"] + ["—"] * 6
+        elif r.status == "error":
+            cells = [r.label, "error"] + ["—"] * 6
+        else:
+            ess = diag.get("min_ess_bulk")
+            rhat = diag.get("max_rhat")
+            div = diag.get("divergences")
+            cells = [
+                r.label,
+                _fmt(r.wall_s),
+                _fmt(w.get("phases", {}).get("sample")),
+                _fmt(ess, 0),
+                _fmt(ess / r.wall_s if ess is not None else None, 1),
+                _fmt(rhat, 3),
+                "—" if div is None else str(div),
+                _fmt(w.get("peak_rss_mb"), 0),
+            ]
+        cells += [_fmt_ratio(ups[r.variant]["baseline"]), _fmt_ratio(ups[r.variant]["fastest"])]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def machine_description() -> str:
+    """One line describing the machine and the main library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"{cpu}, {n} cores usable, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def library_versions(names: Sequence[str]) -> dict[str, str]:
+    """Installed versions of ``names`` (from package metadata, without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def add_common_arguments(parser: Any) -> None:
+    """Arguments every benchmark script shares (timeout, filters, output, caches)."""
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="per-variant wall-clock limit in seconds (default 900)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["loop", "groupcov"],
+        help="run only the loop or only the groupcov variants",
+    )
+    parser.add_argument("--variants", help="comma-separated variant names to run")
+    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
+    parser.add_argument(
+        "--log-dir", metavar="DIR", help="keep worker stdout/stderr here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="give each worker an empty PyTensor compiledir and Numba "
+        "cache, so compilation is measured from scratch",
+    )
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="first run every selected variant once, untimed, with 20 tune + 20 draws, "
+        "so that every timed run finds the compilation caches equally warm",
+    )
+    parser.add_argument(
+        "--xla-devices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="expose N host devices to JAX (XLA_FLAGS) so NumPyro can "
+        "run chains in parallel; 0 (default) leaves JAX untouched "
+        "(NumPyro then draws chains sequentially)",
+    )
+
+
+def worker_env(
+    base_dir: Path, variant: str, *, cold_cache: bool, xla_devices: int
+) -> dict[str, str]:
+    """Environment for one worker, applying ``--cold-cache`` and ``--xla-devices``."""
+    env = dict(os.environ)
+    if cold_cache:
+        cache = base_dir / "cache" / variant
+        shutil.rmtree(cache, ignore_errors=True)
+        (cache / "pytensor").mkdir(parents=True)
+        (cache / "numba").mkdir(parents=True)
+        flags = env.get("PYTENSOR_FLAGS", "")
+        env["PYTENSOR_FLAGS"] = ",".join(
+            f for f in (flags, f"compiledir={cache / 'pytensor'}") if f
+        )
+        env["NUMBA_CACHE_DIR"] = str(cache / "numba")
+    if xla_devices > 0:
+        flag = f"--xla_force_host_platform_device_count={xla_devices}"
+        env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""), flag) if f)
+    return env
+
+
+def temp_dir(prefix: str) -> Path:
+    """A fresh temporary directory (the caller removes it)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
