@@ -52,6 +52,8 @@ __all__ = [
     "PhaseTimer",
     "VariantResult",
     "add_common_arguments",
+    "contention_notes",
+    "library_versions",
     "load_dataset",
     "machine_description",
     "markdown_table",
@@ -61,12 +63,17 @@ __all__ = [
     "save_dataset",
     "silence_warnings",
     "speedups",
+    "temp_dir",
+    "usable_cores",
+    "worker_env",
     "write_worker_result",
 ]
 
 # Environment variable a worker reads to learn the wall-clock time (``time.time()``)
 # at which the parent started it; used to estimate interpreter start-up time.
 SPAWN_TIME_ENV = "GROUPCOV_BENCH_SPAWN_TIME"
+# ru_maxrss is in bytes on macOS and in KiB on Linux; divide by this to get MB.
+_RSS_UNIT = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
 
 
 # --------------------------------------------------------------------------- data
@@ -198,8 +205,7 @@ def peak_rss_mb() -> float:
     """
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # bytes vs KiB
-    return (self_kb + child_kb) / scale
+    return (self_kb + child_kb) / _RSS_UNIT
 
 
 def posterior_diagnostics(
@@ -294,6 +300,8 @@ class VariantResult:
     worker: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     tree_peak_rss_mb: float | None = None  # largest single process, seen by the parent
+    cpu_s: float | None = None  # user + system CPU of the worker and its reaped children
+    foreign_cpu_s: float | None = None  # CPU used by other processes meanwhile
 
     @property
     def ok(self) -> bool:
@@ -325,6 +333,7 @@ def run_worker(
     env = dict(os.environ if env is None else env)
     result_path.unlink(missing_ok=True)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        busy_before = _busy_cpu_seconds()
         env[SPAWN_TIME_ENV] = repr(time.time())
         start = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, start_new_session=True)
@@ -347,19 +356,23 @@ def run_worker(
         proc.returncode = os.waitstatus_to_exitcode(reaped["status"])
     elapsed = reaped["end"] - start
     usage = reaped["usage"]
-    tree_rss = usage.ru_maxrss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
-
+    common: dict[str, Any] = {
+        "variant": variant,
+        "label": label,
+        "group": group,
+        "process_wall_s": elapsed,
+        "timeout_s": timeout_s,
+        "tree_peak_rss_mb": usage.ru_maxrss / _RSS_UNIT,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
+    busy = _busy_cpu_seconds()
+    if busy is not None and busy_before is not None:
+        # CPU time the rest of the machine used while this worker ran: other
+        # processes competing for the cores make the timing unreliable.
+        common["foreign_cpu_s"] = max(0.0, busy - busy_before - common["cpu_s"])
     if timed_out:
         return VariantResult(
-            variant,
-            label,
-            group,
-            "timeout",
-            math.inf,
-            elapsed,
-            timeout_s,
-            error=f"killed after {timeout_s:g} s",
-            tree_peak_rss_mb=tree_rss,
+            status="timeout", wall_s=math.inf, error=f"killed after {timeout_s:g} s", **common
         )
     worker: dict[str, Any] = {}
     error = None
@@ -369,30 +382,21 @@ def run_worker(
     if proc.returncode != 0 or not result_path.exists() or error:
         # The worker's own traceback if it wrote one, otherwise the end of its stderr.
         error = error or f"exit code {proc.returncode}\n{_tail(err_path, 25)}".strip()
-        return VariantResult(
-            variant,
-            label,
-            group,
-            "error",
-            math.nan,
-            elapsed,
-            timeout_s,
-            worker=worker,
-            error=error,
-            tree_peak_rss_mb=tree_rss,
-        )
+        return VariantResult(status="error", wall_s=math.nan, worker=worker, error=error, **common)
     wall = elapsed - float(worker.get("phases", {}).get("diagnostics", 0.0))
-    return VariantResult(
-        variant,
-        label,
-        group,
-        "ok",
-        wall,
-        elapsed,
-        timeout_s,
-        worker=worker,
-        tree_peak_rss_mb=tree_rss,
-    )
+    return VariantResult(status="ok", wall_s=wall, worker=worker, **common)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """Machine-wide non-idle CPU seconds since boot (Linux ``/proc/stat``), else None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user..steal; guest time is already in user
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -504,6 +508,29 @@ def markdown_table(
     return "\n".join(rows)
 
 
+def usable_cores() -> int:
+    """Number of CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def contention_notes(results: Sequence[VariantResult], threshold: float = 0.05) -> list[str]:
+    """Warnings for variants during which other processes used more than ``threshold``
+    of the machine's CPU capacity (their timings are then pessimistic)."""
+    notes = []
+    for r in results:
+        if r.foreign_cpu_s is None or not r.process_wall_s:
+            continue
+        share = r.foreign_cpu_s / (r.process_wall_s * usable_cores())
+        if share > threshold:
+            notes.append(
+                f"WARNING: other processes used {r.foreign_cpu_s:.0f} CPU-s "
+                f"({share:.0%} of capacity) while '{r.label}' ran; its timing is inflated."
+            )
+    return notes
+
+
 def machine_description() -> str:
     """One line describing the machine and the main library versions."""
     cpu = platform.processor() or platform.machine()
@@ -515,7 +542,7 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = usable_cores()
     return (
         f"{cpu}, {n} cores usable, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"

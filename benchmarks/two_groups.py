@@ -36,6 +36,7 @@ from _harness import (
     PhaseTimer,
     VariantResult,
     add_common_arguments,
+    contention_notes,
     library_versions,
     load_dataset,
     machine_description,
@@ -99,7 +100,9 @@ def _sample_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _fit_loop(variant: Variant, args: argparse.Namespace, timer: PhaseTimer) -> Any:
+def _fit_loop(
+    variant: Variant, args: argparse.Namespace, timer: PhaseTimer
+) -> tuple[Any, dict[str, Any]]:
     """The per-group-loop workaround, exactly as in the design brief."""
     with timer.phase("import"):
         import arviz  # noqa: F401  (part of what a user imports)
@@ -127,7 +130,9 @@ def _fit_loop(variant: Variant, args: argparse.Namespace, timer: PhaseTimer) -> 
     return idata, {"fingerprint": data.fingerprint()}
 
 
-def _fit_groupcov(variant: Variant, args: argparse.Namespace, timer: PhaseTimer) -> Any:
+def _fit_groupcov(
+    variant: Variant, args: argparse.Namespace, timer: PhaseTimer
+) -> tuple[Any, dict[str, Any]]:
     """groupcov's model builder with its default (hierarchical) means and covariance."""
     with timer.phase("import"):
         import arviz  # noqa: F401
@@ -165,7 +170,8 @@ def run_worker_process(args: argparse.Namespace) -> int:
         with timer.phase("diagnostics"):
             payload["diagnostics"] = posterior_diagnostics(idata)
         attrs = dict(idata.posterior.attrs)
-        payload["inference_library"] = attrs.get("inference_library")
+        # PyMC's external samplers set "inference_library"; groupcov sets "sampler".
+        payload["sampler_used"] = attrs.get("sampler") or attrs.get("inference_library")
         payload["posterior_vars"] = list(idata.posterior.data_vars)
         rc = 0
     except Exception:
@@ -230,10 +236,11 @@ def _cache_mode(args: argparse.Namespace) -> str:
 def _status_line(r: VariantResult) -> str:
     if r.ok:
         ph = r.worker.get("phases", {})
+        foreign = f", other processes {r.foreign_cpu_s:.0f} CPU-s" if r.foreign_cpu_s else ""
         return (
             f"ok  wall {r.wall_s:.1f} s (start-up {r.worker.get('startup_s', 0):.1f}, "
             f"import {ph.get('import', 0):.1f}, build {ph.get('build', 0):.1f}, "
-            f"sample {ph.get('sample', 0):.1f})"
+            f"sample {ph.get('sample', 0):.1f}){foreign}"
         )
     if r.status == "timeout":
         return f"TIMEOUT after {r.timeout_s:g} s"
@@ -308,7 +315,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
             "excluding the benchmark's ESS/R-hat computation; ESS/s = min bulk ESS / wall s; "
             "speed-ups are wall-time ratios within this run.",
         ]
+        notes = [
+            f"'{r.label}' sampled with: {r.worker.get('sampler_used')}"
+            for r in results
+            if r.ok and VARIANTS[r.variant].sampler is None
+        ] + contention_notes(results)
         print("\n".join(header) + "\n\n" + table)
+        if notes:
+            print("\n" + "\n".join(notes))
         failures = [r for r in results if r.status == "error"]
         for r in failures:
             print(f"\n{r.label} failed:\n{r.error}", file=sys.stderr)
@@ -332,6 +346,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 "versions": versions,
                 "results": [r.to_dict() for r in results],
                 "table": table,
+                "notes": notes,
             }
             Path(args.json).write_text(json.dumps(out, indent=1, default=str))
         return 0

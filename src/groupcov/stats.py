@@ -142,7 +142,10 @@ class SufficientStats:
         return SufficientStats(tuple(groups), self.features, n.astype(np.int64), mean, scatter)
 
     def standardization(self) -> Standardization:
-        """Center and scale of each feature from all rows pooled.
+        """Center (pooled mean) and scale (pooled within-group sd) of each feature.
+
+        The scale falls back to the total sd where the groups carry no within-group
+        variation of a feature (for example one row per group).
 
         Raises
         ------
@@ -152,8 +155,12 @@ class SufficientStats:
         n, mean, scatter = self.pooled()
         if n < 2:
             raise ValueError("at least two rows are needed to estimate a covariance")
-        scale = np.sqrt(np.diag(scatter) / (n - 1.0))
-        bad = [f for f, s in zip(self.features, scale, strict=True) if not s > 0]
+        total = np.sqrt(np.diag(scatter) / (n - 1.0))
+        dof = n - self.n_groups
+        within_scatter = np.diag(self.scatter.sum(axis=0))
+        within = np.sqrt(within_scatter / dof) if dof > 0 else np.zeros_like(total)
+        scale = np.where(within > 1e-12 * total, within, total)
+        bad = [f for f, s in zip(self.features, total, strict=True) if not s > 0]
         if bad:
             raise ValueError(
                 f"feature(s) {bad} take a single value over all rows; a covariance needs "

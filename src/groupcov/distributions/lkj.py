@@ -37,8 +37,9 @@ from pytensor.tensor.random.utils import normalize_size_param
 
 __all__ = [
     "LKJCholeskyCov",
-    "cpc_beta_parameter",
+    "corr_and_stds",
     "corr_cholesky_from_unconstrained",
+    "cpc_beta_parameter",
     "lkj_corr_cholesky_logp",
     "n_cpc",
 ]
@@ -110,7 +111,8 @@ def _corr_cholesky(z: TensorVariable, half_log1m_z2: TensorVariable, n: int) -> 
     h_mat = _gather_matrix(half_log1m_z2, [0.0], below, n)
     # exclusive cumulative sum along each row: log of the remaining row length
     log_remaining = pt.cumsum(h_mat, axis=-1) - h_mat
-    return z_mat * pt.exp(log_remaining)
+    out = z_mat * pt.exp(log_remaining)
+    return pt.specify_shape(out, (*[None] * (out.ndim - 2), n, n))
 
 
 def _half_log1m_tanh2(w: TensorVariable) -> TensorVariable:
@@ -306,7 +308,8 @@ def _logp(op, values, rng, n, eta, sd_dist, **kwargs):
     return pt.switch(valid, logp, -np.inf)
 
 
-def _corr_and_stds(chol: TensorVariable) -> tuple[TensorVariable, TensorVariable]:
+def corr_and_stds(chol: TensorVariable) -> tuple[TensorVariable, TensorVariable]:
+    """Correlation matrices and standard deviations of covariance Cholesky factors."""
     stds = pt.sqrt(pt.sum(chol**2, axis=-1))
     unit = chol / stds[..., :, None]
     corr = pt.sum(unit[..., :, None, :] * unit[..., None, :, :], axis=-1)
@@ -380,7 +383,7 @@ class LKJCholeskyCov:
         chol = _LKJCholeskyCov(name, n=n, eta=eta, sd_dist=sd_dist, dims=dims, **kwargs)
         if not compute_corr:
             return chol
-        corr, stds = _corr_and_stds(chol)
+        corr, stds = corr_and_stds(chol)
         if store_in_trace:
             corr = pm.Deterministic(f"{name}_corr", corr, dims=dims)
             stds = pm.Deterministic(
@@ -394,5 +397,5 @@ class LKJCholeskyCov:
         chol = _LKJCholeskyCov.dist(n=n, eta=eta, sd_dist=sd_dist, **kwargs)
         if not compute_corr:
             return chol
-        corr, stds = _corr_and_stds(chol)
+        corr, stds = corr_and_stds(chol)
         return chol, corr, stds

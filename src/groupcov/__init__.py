@@ -1,0 +1,24 @@
+"""groupcov: Bayesian estimation of per-group means and covariance matrices with PyMC."""
+
+from groupcov._config import configure as _configure
+
+_configure()
+
+from groupcov.api import GroupCovModel  # noqa: E402
+from groupcov.data import DataError, reduce  # noqa: E402
+from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats  # noqa: E402
+from groupcov.model.priors import Priors  # noqa: E402
+from groupcov.result import GroupCovResult  # noqa: E402
+from groupcov.stats import SufficientStats  # noqa: E402
+
+__all__ = [
+    "DataError",
+    "GroupCovModel",
+    "GroupCovResult",
+    "LKJCholeskyCov",
+    "MvNormalSuffStats",
+    "Priors",
+    "SufficientStats",
+    "reduce",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Shared pieces of the sampler back-ends."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["SamplerOutput", "initial_points", "missing_backend"]
+
+
+class SamplerOutput(NamedTuple):
+    """Draws of a sampler, each array shaped ``(chain, draw, ...)``.
+
+    Attributes
+    ----------
+    draws : dict
+        Variable name -> constrained draws (free variables and deterministics).
+    stats : dict
+        Sampler statistics (``diverging``, ``n_steps``, ``lp``, ...).
+    attrs : dict
+        Attributes for the InferenceData (``sampling_time``, ``tuning_steps``).
+    """
+
+    draws: dict
+    stats: dict
+    attrs: dict
+
+
+def missing_backend(sampler: str, extra: str) -> ImportError:
+    """The error raised when an optional sampler back-end is not installed."""
+    return ImportError(
+        f"sampler {sampler!r} needs optional dependencies that are not installed: "
+        f"pip install 'groupcov[{extra}]'"
+    )
+
+
+def initial_points(model, chains: int, seed, jitter: float = 1.0) -> list[dict]:
+    """Starting points on the unconstrained scale, one per chain.
+
+    The support point of each variable, transformed, plus uniform(-jitter, jitter)
+    noise, evaluated with JAX so no C compilation is needed.
+    """
+    from pymc.initial_point import make_initial_point_expression
+    from pymc.sampling.jax import get_jaxified_graph
+
+    exprs = make_initial_point_expression(
+        free_rvs=model.free_RVs,
+        rvs_to_transforms=model.rvs_to_transforms,
+        initval_strategies=model.rvs_to_initial_values,
+        jitter_rvs=set(),
+        default_strategy="support_point",
+        return_transformed=True,
+    )
+    values = get_jaxified_graph(inputs=[], outputs=exprs)()
+    names = [v.name for v in model.value_vars]
+    rng = np.random.default_rng(seed)
+    points = []
+    for _ in range(chains):
+        points.append(
+            {
+                n: np.asarray(v, dtype="float64") + rng.uniform(-jitter, jitter, np.shape(v))
+                for n, v in zip(names, values, strict=True)
+            }
+        )
+    return points

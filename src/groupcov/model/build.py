@@ -1,0 +1,336 @@
+"""Build the PyMC model: priors for each pooling mode and the exact likelihood.
+
+The model works on the standardized scale (see :class:`~groupcov.stats.Standardization`)
+and reports ``mu``, ``sigma``, ``corr`` and ``cov`` in the data's units as
+deterministics. Each pooling mode is a small function returning standardized
+parameters: means ``(G, p)`` and covariance Cholesky factors ``(G, p, p)``.
+
+Hierarchical modes use a partially centered parameterization
+(Papaspiliopoulos, Roberts & Sköld 2007): for ``theta ~ N(loc, scale)`` the sampler
+sees ``raw ~ N(w * loc, scale**w)`` and ``theta = loc + scale**(1 - w) * (raw - w * loc)``.
+``w = 1`` is the centered form (best for groups with much data), ``w = 0`` the
+non-centered one (best for groups with little data). The model is the same for any
+``w``; only the geometry the sampler sees changes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import special
+
+from groupcov.distributions.lkj import (
+    LKJCholeskyCov,
+    corr_and_stds,
+    corr_cholesky_from_unconstrained,
+    cpc_beta_parameter,
+)
+from groupcov.distributions.mvnormal import MvNormalSuffStats, pack_suffstats
+from groupcov.model.centering import group_estimates
+from groupcov.model.priors import Priors
+from groupcov.stats import Standardization, SufficientStats
+
+__all__ = ["PARAMETERIZATIONS", "POOLING", "ModelParts", "build_model", "coords_for"]
+
+POOLING = ("pooled", "unpooled", "hierarchical")
+PARAMETERIZATIONS = ("auto", "centered", "noncentered")
+Pooling = Literal["pooled", "unpooled", "hierarchical"]
+
+GROUP, FEATURE, FEATURE_, PAIR, STAT = "group", "feature", "feature_", "pair", "stat"
+
+
+class ModelParts(NamedTuple):
+    """A built model together with what is needed to read it."""
+
+    model: pm.Model
+    standardization: Standardization
+    priors: Priors
+    estimates: dict
+
+
+def pair_labels(features) -> list[str]:
+    """Labels of the canonical partial correlations, column by column."""
+    p = len(features)
+    cols, rows = np.triu_indices(p, 1)
+    return [f"{features[i]}|{features[j]}" for i, j in zip(rows, cols, strict=True)]
+
+
+def coords_for(stats: SufficientStats) -> dict:
+    """Named coordinates of a model of these statistics."""
+    features = list(stats.features)
+    coords = {
+        GROUP: list(stats.groups),
+        FEATURE: features,
+        FEATURE_: features,
+        STAT: ["mean", *[f"root{j}" for j in range(len(features))]],
+    }
+    if len(features) > 1:
+        coords[PAIR] = pair_labels(features)
+    return coords
+
+
+def _fixed_centering(name, loc, scale, weight: float, dims):
+    """``theta ~ N(loc, scale)`` with a fixed centering weight (1 centered, 0 non-centered).
+
+    ``raw ~ N(w * loc, scale**w)`` and ``theta = loc + scale**(1 - w) * (raw - w * loc)``.
+    """
+    log_scale = pt.log(scale)
+    raw = pm.Normal(f"{name}_raw", mu=weight * loc, sigma=pt.exp(weight * log_scale), dims=dims)
+    return loc + pt.exp((1.0 - weight) * log_scale) * (raw - weight * loc)
+
+
+def _data_centered(name, loc, scale, estimate, variance, dims):
+    """``theta ~ N(loc, scale)``, sampled as a standardized posterior residual.
+
+    With the group's own estimate ``estimate`` of ``theta`` and its sampling variance
+    ``variance`` (``inf`` where the group has no information), the Gaussian
+    approximation of the conditional posterior of ``theta`` is ``N(m, s)`` with
+    ``w = scale**2 / (scale**2 + variance)``, ``m = w * estimate + (1 - w) * loc`` and
+    ``s = scale * sqrt(1 - w)``. The sampler sees ``eps = (theta - m) / s``, whose
+    prior is ``N(w * (loc - estimate) / s, 1 / sqrt(1 - w))``: its posterior is close
+    to standard normal whatever the between-group spread, so neither the funnel of the
+    centered form nor the ridge of the non-centered form appears. Groups without
+    information get exactly the non-centered form.
+    """
+    variance = np.asarray(variance, dtype="float64")
+    informed = np.isfinite(variance)
+    if not informed.any():
+        return _fixed_centering(name, loc, scale, 0.0, dims)
+    log_v = pt.constant(np.log(np.where(informed, variance, 1.0)))
+    estimate = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
+    info = pt.constant(informed.astype("float64"))
+    log_scale = pt.log(scale)
+    # log(1 - w) = log v - log(scale^2 + v); zero where uninformed
+    log_1mw = info * (log_v - pt.logaddexp(2.0 * log_scale, log_v))
+    w = -pt.expm1(log_1mw)
+    log_s = log_scale + 0.5 * log_1mw
+    eps = pm.Normal(
+        f"{name}_eps",
+        mu=w * (loc - estimate) * pt.exp(-log_s),
+        sigma=pt.exp(-0.5 * log_1mw),
+        dims=dims,
+    )
+    return w * estimate + (1.0 - w) * loc + pt.exp(log_s) * eps
+
+
+class LocPrior(NamedTuple):
+    """Prior of a population location, for the data-informed parameterization.
+
+    ``make(name, shift, scale, dims)`` registers ``xi`` such that ``shift + scale * xi``
+    has the prior; ``precision`` is the prior's precision in a normal approximation.
+    """
+
+    make: object
+    plain: object
+    precision: np.ndarray
+
+
+def normal_loc(sigma) -> LocPrior:
+    """``N(0, sigma)`` population location."""
+    sigma = np.asarray(sigma, dtype="float64")
+
+    def make(name, shift, scale, dims):
+        return pm.Normal(name, mu=-shift / scale, sigma=sigma / scale, dims=dims)
+
+    def plain(name, dims):
+        return pm.Normal(name, 0.0, sigma, dims=dims)
+
+    return LocPrior(make, plain, 1.0 / sigma**2)
+
+
+def atanh_beta_loc(b: np.ndarray) -> LocPrior:
+    """``atanh(2 u - 1)`` with ``u ~ Beta(b, b)``: the LKJ prior of each CPC, atanh scale."""
+
+    def dist(b, shift, scale, size):
+        return (pt.arctanh(2.0 * pm.Beta.dist(b, b, size=size) - 1.0) - shift) / scale
+
+    def make(name, shift, scale, dims):
+        return pm.CustomDist(name, b, shift, scale, dist=dist, dims=dims)
+
+    def plain(name, dims):
+        return pm.CustomDist(name, b, 0.0, 1.0, dist=dist, dims=dims)
+
+    return LocPrior(make, plain, 2.0 / special.polygamma(1, b))
+
+
+def hierarchical_normal(name, loc_prior: LocPrior, tau, estimate, variance, dims, param):
+    """Population location ``loc`` and group values ``theta_g ~ N(loc, tau)``.
+
+    ``param="auto"`` samples both through their Gaussian conditional posteriors given
+    ``tau`` (from each group's own estimate and its sampling variance): ``loc`` as
+    ``m + s * xi`` and each ``theta_g`` via :func:`_data_centered`. The prior is
+    unchanged; the sampler sees coordinates that are close to independent standard
+    normals whether the groups are small or large, alike or different.
+
+    Returns
+    -------
+    loc, theta : TensorVariable
+    """
+    loc_dims = dims[1:]
+    if param != "auto":
+        loc = loc_prior.plain(f"{name}_pop", loc_dims)
+        weight = 1.0 if param == "centered" else 0.0
+        return loc, _fixed_centering(name, loc, tau, weight, dims)
+    variance = np.asarray(variance, dtype="float64")
+    informed = np.isfinite(variance)
+    v = pt.constant(np.where(informed, variance, 1.0))
+    est = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
+    precision = pt.constant(informed.astype("float64")) / (v + tau**2)
+    total = loc_prior.precision + pt.sum(precision, axis=0)
+    shift = pt.sum(precision * est, axis=0) / total
+    scale = 1.0 / pt.sqrt(total)
+    xi = loc_prior.make(f"{name}_pop_xi", shift, scale, loc_dims)
+    loc = shift + scale * xi
+    return loc, _data_centered(name, loc, tau, estimate, variance, dims)
+
+
+# --- means --------------------------------------------------------------------------------
+
+
+def _means_pooled(stats, priors, mu_sigma, est, param):
+    mu_pop = pm.Normal("mu_pop_z", 0.0, mu_sigma, dims=FEATURE)
+    return pt.broadcast_to(mu_pop, (stats.n_groups, stats.n_features)), {"mu_pop": mu_pop}
+
+
+def _means_unpooled(stats, priors, mu_sigma, est, param):
+    return pm.Normal("mu_z", 0.0, mu_sigma, dims=(GROUP, FEATURE)), {}
+
+
+def _means_hierarchical(stats, priors, mu_sigma, est, param):
+    tau_sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
+    mu_tau = pm.HalfNormal("mu_tau_z", tau_sigma, dims=FEATURE)
+    mu_pop, mu = hierarchical_normal(
+        "mu_z", normal_loc(mu_sigma), mu_tau, *est["mu"], (GROUP, FEATURE), param
+    )
+    return mu, {"mu_pop": mu_pop, "mu_tau": mu_tau}
+
+
+# --- covariances --------------------------------------------------------------------------
+
+
+def _sd_dist(priors, shape):
+    return pm.LogNormal.dist(mu=0.0, sigma=priors.log_sd_sigma, shape=shape)
+
+
+def _cov_pooled(stats, priors, est, param):
+    p = stats.n_features
+    chol = LKJCholeskyCov(
+        "chol_pop_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (p,)),
+        compute_corr=False, dims=(FEATURE, FEATURE_),
+    )
+    return pt.broadcast_to(chol, (stats.n_groups, p, p)), {}
+
+
+def _cov_unpooled(stats, priors, est, param):
+    p = stats.n_features
+    chol = LKJCholeskyCov(
+        "chol_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (stats.n_groups, p)),
+        compute_corr=False, dims=(GROUP, FEATURE, FEATURE_),
+    )
+    return chol, {}
+
+
+def _cov_hierarchical(stats, priors, est, param):
+    g, p = stats.n_groups, stats.n_features
+    sd_tau = pm.HalfNormal("sd_tau", priors.sd_tau_sigma, dims=FEATURE)
+    log_sd_pop, log_sd = hierarchical_normal(
+        "log_sd_z", normal_loc(np.full(p, priors.log_sd_sigma)), sd_tau, *est["sd"],
+        (GROUP, FEATURE), param,
+    )
+    hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
+    if p > 1:
+        b = cpc_beta_parameter(priors.eta, p)
+        corr_tau = pm.HalfNormal("corr_tau", priors.corr_tau_sigma)
+        atanh_pop, atanh_cpc = hierarchical_normal(
+            "cpc_z", atanh_beta_loc(b), corr_tau, *est["corr"], (GROUP, PAIR), param
+        )
+        hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
+    else:
+        atanh_cpc = pt.zeros((g, 0))
+    corr_chol = corr_cholesky_from_unconstrained(atanh_cpc, p)
+    return pt.exp(log_sd)[..., :, None] * corr_chol, hyper
+
+
+_MEANS = {"pooled": _means_pooled, "unpooled": _means_unpooled, "hierarchical": _means_hierarchical}
+_COVS = {"pooled": _cov_pooled, "unpooled": _cov_unpooled, "hierarchical": _cov_hierarchical}
+
+
+def _report(stats, std, mu_z, chol_z, hyper) -> None:
+    """Deterministics in the data's units."""
+    center, scale = (pt.as_tensor_variable(a) for a in std)
+    corr, sd_z = corr_and_stds(chol_z)
+    sigma = scale * sd_z
+    pm.Deterministic("mu", center + scale * mu_z, dims=(GROUP, FEATURE))
+    pm.Deterministic("sigma", sigma, dims=(GROUP, FEATURE))
+    pm.Deterministic("corr", corr, dims=(GROUP, FEATURE, FEATURE_))
+    pm.Deterministic(
+        "cov", sigma[..., :, None] * sigma[..., None, :] * corr, dims=(GROUP, FEATURE, FEATURE_)
+    )
+    if "mu_pop" in hyper:
+        pm.Deterministic("mu_pop", center + scale * hyper["mu_pop"], dims=FEATURE)
+    if "mu_tau" in hyper:
+        pm.Deterministic("mu_tau", scale * hyper["mu_tau"], dims=FEATURE)
+    if "log_sd_pop" in hyper:
+        pm.Deterministic("sigma_pop", scale * pt.exp(hyper["log_sd_pop"]), dims=FEATURE)
+    if "atanh_cpc_pop" in hyper:
+        p = stats.n_features
+        pop_chol = corr_cholesky_from_unconstrained(hyper["atanh_cpc_pop"], p)
+        pm.Deterministic("corr_pop", corr_and_stds(pop_chol)[0], dims=(FEATURE, FEATURE_))
+
+
+def build_model(
+    stats: SufficientStats,
+    means: Pooling = "hierarchical",
+    covariance: Pooling = "hierarchical",
+    priors: Priors | None = None,
+    parameterization: Literal["auto", "centered", "noncentered"] = "auto",
+) -> ModelParts:
+    """Build the PyMC model of per-group means and covariances.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Per-group statistics in the data's units.
+    means, covariance : {"pooled", "unpooled", "hierarchical"}
+        Pooling of the group means and of the group covariance matrices.
+    priors : Priors, optional
+        Prior settings on the standardized scale.
+    parameterization : {"auto", "centered", "noncentered"}
+        Geometry of hierarchical group parameters; ``"auto"`` sets each group's
+        centering weight from its size and the spread between groups.
+
+    Returns
+    -------
+    ModelParts
+    """
+    priors = priors or Priors()
+    std = stats.standardization()
+    z = stats.standardize(std)
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, not {parameterization!r}")
+    estimates = group_estimates(z)
+    p = stats.n_features
+    mu_sigma = (
+        np.full(p, priors.mu_sigma) if priors.mu_sigma is not None else 2.0 * _spread(stats, std)
+    )
+    with pm.Model(coords=coords_for(stats)) as model:
+        n_rows = pm.Data("n_rows", z.n.astype(float), dims=GROUP)
+        values = pm.Data("suffstats", pack_suffstats(z.mean, z.scatter), dims=(GROUP, STAT, FEATURE))
+        mu_z, hyper_mu = _MEANS[means](z, priors, mu_sigma, estimates, parameterization)
+        chol_z, hyper_cov = _COVS[covariance](z, priors, estimates, parameterization)
+        chol_z = pt.specify_shape(chol_z, (stats.n_groups, p, p))
+        MvNormalSuffStats(
+            "obs", n=n_rows, mu=mu_z, chol=chol_z, observed=values, dims=(GROUP, STAT, FEATURE)
+        )
+        _report(stats, std, mu_z, chol_z, {**hyper_mu, **hyper_cov})
+    return ModelParts(model, std, priors, estimates)
+
+
+def _spread(stats: SufficientStats, std: Standardization) -> np.ndarray:
+    """Total sd over pooled within-group sd per feature (>= 1)."""
+    n, _, scatter = stats.pooled()
+    total = np.sqrt(np.diag(scatter) / max(n - 1.0, 1.0))
+    return np.maximum(total / std.scale, 1.0)
