@@ -72,6 +72,11 @@ __all__ = [
 # Environment variable a worker reads to learn the wall-clock time (``time.time()``)
 # at which the parent started it; used to estimate interpreter start-up time.
 SPAWN_TIME_ENV = "GROUPCOV_BENCH_SPAWN_TIME"
+# The environment as it was when this module was imported, before the parent process
+# imported anything that might edit os.environ (groupcov's import sets PYTENSOR_FLAGS,
+# for example); workers start from this copy, so one variant's library cannot change
+# the settings another variant runs under.
+_BASE_ENV = dict(os.environ)
 # ru_maxrss is in bytes on macOS and in KiB on Linux; divide by this to get MB.
 _RSS_UNIT = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
 
@@ -330,7 +335,7 @@ def run_worker(
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{variant}.out", log_dir / f"{variant}.err"
-    env = dict(os.environ if env is None else env)
+    env = dict(_BASE_ENV if env is None else env)
     result_path.unlink(missing_ok=True)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         busy_before = _busy_cpu_seconds()
@@ -593,21 +598,40 @@ def add_common_arguments(parser: Any) -> None:
         "so that every timed run finds the compilation caches equally warm",
     )
     parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS=N in the workers; 0 (default) leaves "
+        "them unset. Use 1 on a machine shared with other work: multi-threaded "
+        "OpenBLAS busy-waits and can slow NumPy-backed ops (PyMC's C back-end "
+        "without a system BLAS) by 10x when cores are oversubscribed",
+    )
+    parser.add_argument(
         "--xla-devices",
         type=int,
         default=0,
         metavar="N",
         help="expose N host devices to JAX (XLA_FLAGS) so NumPyro can "
         "run chains in parallel; 0 (default) leaves JAX untouched "
-        "(NumPyro then draws chains sequentially)",
+        "(pm.sample's NumPyro then draws chains sequentially)",
     )
 
 
 def worker_env(
-    base_dir: Path, variant: str, *, cold_cache: bool, xla_devices: int
+    base_dir: Path,
+    variant: str,
+    *,
+    cold_cache: bool,
+    xla_devices: int,
+    blas_threads: int = 0,
 ) -> dict[str, str]:
-    """Environment for one worker, applying ``--cold-cache`` and ``--xla-devices``."""
-    env = dict(os.environ)
+    """Environment for one worker: the parent's environment as it was before any
+    library import, plus ``--cold-cache``, ``--xla-devices`` and ``--blas-threads``."""
+    env = dict(_BASE_ENV)
+    if blas_threads > 0:
+        for var in _BLAS_THREAD_VARS:
+            env[var] = str(blas_threads)
     if cold_cache:
         cache = base_dir / "cache" / variant
         shutil.rmtree(cache, ignore_errors=True)
@@ -622,6 +646,9 @@ def worker_env(
         flag = f"--xla_force_host_platform_device_count={xla_devices}"
         env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""), flag) if f)
     return env
+
+
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def temp_dir(prefix: str) -> Path:

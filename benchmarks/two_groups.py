@@ -125,8 +125,11 @@ def _fit_loop(
                     compute_corr=True,
                 )[0]
                 pm.MvNormal(f"{g}_obs", mu=mu_group[i], chol=chol_g, observed=X[idx == i])
+    kwargs = _sample_kwargs(args)
+    if args.pymc_cores and variant.sampler == "pymc":
+        kwargs["cores"] = args.pymc_cores
     with timer.phase("sample"):
-        idata = pm.sample(model=model, nuts_sampler=variant.sampler, **_sample_kwargs(args))
+        idata = pm.sample(model=model, nuts_sampler=variant.sampler, **kwargs)
     return idata, {"fingerprint": data.fingerprint()}
 
 
@@ -224,6 +227,7 @@ def _worker_cmd(v: Variant, args: argparse.Namespace, data: Path, result: Path) 
         "--tune", str(args.tune),
         "--chains", str(args.chains),
         "--seed", str(args.seed),
+        "--pymc-cores", str(args.pymc_cores),
     ]  # fmt: skip
 
 
@@ -248,6 +252,16 @@ def _status_line(r: VariantResult) -> str:
     return "ERROR  " + (first[-1] if first else "")
 
 
+def _env(args: argparse.Namespace, work: Path, v: Variant, *, cold_cache: bool) -> dict[str, str]:
+    return worker_env(
+        work,
+        v.name,
+        cold_cache=cold_cache,
+        xla_devices=args.xla_devices,
+        blas_threads=args.blas_threads,
+    )
+
+
 def _warm_up(variants: list[Variant], args: argparse.Namespace, work: Path, data: Path) -> None:
     """Run each variant once, untimed and short, to populate compilation caches."""
     short = argparse.Namespace(**{**vars(args), "draws": 20, "tune": 20})
@@ -261,7 +275,7 @@ def _warm_up(variants: list[Variant], args: argparse.Namespace, work: Path, data
             timeout_s=args.timeout,
             result_path=work / f"warmup-{v.name}.json",
             log_dir=work / "warmup-logs",
-            env=worker_env(work, v.name, cold_cache=False, xla_devices=args.xla_devices),
+            env=_env(args, work, v, cold_cache=False),
         )
         print(f"      {_status_line(r)}", file=sys.stderr, flush=True)
 
@@ -286,8 +300,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 _worker_cmd(v, args, data_path, work / f"{v.name}.json"),
                 variant=v.name, label=v.label, group=v.model, timeout_s=args.timeout,
                 result_path=work / f"{v.name}.json", log_dir=log_dir,
-                env=worker_env(work, v.name, cold_cache=args.cold_cache,
-                               xla_devices=args.xla_devices),
+                env=_env(args, work, v, cold_cache=args.cold_cache),
             )  # fmt: skip
             seen = r.worker.get("fingerprint")
             if r.ok and seen != fingerprint:
@@ -310,7 +323,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
             f"Sampling: {args.chains} chains x ({args.tune} tune + {args.draws} draws), "
             f"random_seed={args.seed}; timeout {args.timeout:g} s per variant; "
             f"PyTensor/Numba cache: {_cache_mode(args)}; "
-            f"JAX host devices: {args.xla_devices or 'default'}",
+            f"JAX host devices: {args.xla_devices or 'default'}; "
+            f"BLAS threads: {args.blas_threads or 'default'}; "
+            f"loop pm.sample cores: {args.pymc_cores or 'PyMC default'}",
             "wall s = process wall time (start-up, imports, build, compile, sample), "
             "excluding the benchmark's ESS/R-hat computation; ESS/s = min bulk ESS / wall s; "
             "speed-ups are wall-time ratios within this run.",
@@ -340,7 +355,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
                         "seed",
                         "timeout",
                         "cold_cache",
+                        "warmup",
                         "xla_devices",
+                        "blas_threads",
+                        "pymc_cores",
                     )
                 },
                 "versions": versions,
@@ -365,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1, help="random_seed for sampling")
+    parser.add_argument(
+        "--pymc-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cores= for the loop's pm.sample with PyMC's own sampler; 0 (default) keeps "
+        "PyMC's default, min(4, cpu_count // 2), i.e. 1 process on a 2-core machine",
+    )
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)

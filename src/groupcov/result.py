@@ -127,9 +127,10 @@ class GroupCovResult:
         """Worst R-hat and ESS over ``mu``, ``sigma``, ``corr`` and the hyper-parameters."""
         post = self.idata.posterior
         names = [v for v in post.data_vars if v != "cov"]
-        rhat = az.rhat(self.idata, var_names=names)
-        ess_b = az.ess(self.idata, var_names=names, method="bulk")
-        ess_t = az.ess(self.idata, var_names=names, method="tail")
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant corr diagonals
+            rhat = az.rhat(self.idata, var_names=names)
+            ess_b = az.ess(self.idata, var_names=names, method="bulk")
+            ess_t = az.ess(self.idata, var_names=names, method="tail")
 
         def worst(ds, fn):
             vals = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
@@ -159,9 +160,10 @@ class GroupCovResult:
         hdi_cache = {
             name: az.hdi(post[name], hdi_prob=hdi_prob)[name] for name in _PARAMETERS
         }
-        rhat = az.rhat(post[list(_PARAMETERS)])
-        ess_b = az.ess(post[list(_PARAMETERS)], method="bulk")
-        ess_t = az.ess(post[list(_PARAMETERS)], method="tail")
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant corr diagonals
+            rhat = az.rhat(post[list(_PARAMETERS)])
+            ess_b = az.ess(post[list(_PARAMETERS)], method="bulk")
+            ess_t = az.ess(post[list(_PARAMETERS)], method="tail")
         mean = post[list(_PARAMETERS)].mean(("chain", "draw"))
         sd = post[list(_PARAMETERS)].std(("chain", "draw"), ddof=1)
         for g in self.groups:

@@ -34,8 +34,9 @@ def reduce_array(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts ``(G,)``, means ``(G, p)`` and scatters ``(G, p, p)`` of coded rows.
 
-    Each chunk is reduced with a two-pass (centered) computation and chunks are
-    merged pairwise, so a large common offset in a column does not cost precision.
+    Rows are shifted by the first row, each chunk is reduced with a two-pass
+    (centered) computation and chunks are merged pairwise, so a large common offset
+    in a column does not cost precision.
 
     Parameters
     ----------
@@ -55,10 +56,14 @@ def reduce_array(
     ([2.0, 1.0], [2.0, 5.0], [2.0, 0.0])
     """
     p = x.shape[1]
+    # work relative to the first row: chunk means stay small, so merging them loses
+    # nothing to a large common offset
+    shift = x[0].copy() if len(x) else np.zeros(p)
     n = np.zeros(n_groups)
     mean = np.zeros((n_groups, p))
     scatter = np.zeros((n_groups, p, p))
     for start in range(0, len(codes), chunk_rows):
-        part = _chunk_stats(codes[start : start + chunk_rows], x[start : start + chunk_rows], n_groups)
+        rows = slice(start, start + chunk_rows)
+        part = _chunk_stats(codes[rows], x[rows] - shift, n_groups)
         n, mean, scatter = combine(n, mean, scatter, *part)
-    return n, mean, scatter
+    return n, np.where(n[:, None] > 0, mean + shift, 0.0), scatter

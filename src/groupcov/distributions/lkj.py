@@ -22,6 +22,7 @@ from pymc.distributions.distribution import (
     Distribution,
     SymbolicRandomVariable,
     _support_point,
+    support_point,
 )
 from pymc.distributions.shape_utils import (
     _change_dist_size,
@@ -282,8 +283,10 @@ def _change_size(op, dist, new_size, expand=False):
 
 @_support_point.register(_LKJCholeskyCovRV)
 def _support(op, rv, rng, n, eta, sd_dist):
-    n_int = _constant_int(n)
-    return pt.zeros_like(rv) + pt.eye(n_int)
+    # identity correlations with typical standard deviations; written without `rv`
+    # so that the expression carries no random generator
+    sd = support_point(sd_dist)
+    return sd[..., :, None] * pt.eye(_constant_int(n))
 
 
 @_default_transform.register(_LKJCholeskyCovRV)

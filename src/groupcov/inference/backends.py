@@ -43,6 +43,7 @@ def initial_points(model, chains: int, seed, jitter: float = 1.0) -> list[dict]:
     """
     from pymc.initial_point import make_initial_point_expression
     from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.graph.rewriting.utils import rewrite_graph
 
     exprs = make_initial_point_expression(
         free_rvs=model.free_RVs,
@@ -52,6 +53,9 @@ def initial_points(model, chains: int, seed, jitter: float = 1.0) -> list[dict]:
         default_strategy="support_point",
         return_transformed=True,
     )
+    # shape inference first: support points may be written in terms of a variable's
+    # shape, which must not keep its random generator in the graph
+    exprs = rewrite_graph(exprs, include=("canonicalize", "ShapeOpt"))
     values = get_jaxified_graph(inputs=[], outputs=exprs)()
     names = [v.name for v in model.value_vars]
     rng = np.random.default_rng(seed)

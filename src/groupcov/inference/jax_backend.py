@@ -59,7 +59,7 @@ def sample_numpyro(
     chains: int,
     random_seed: int | None,
     progressbar: bool,
-    target_accept: float = 0.8,
+    target_accept: float = 0.9,
     initial_points: list[dict] | None = None,
     **kwargs: Any,
 ) -> SamplerOutput:

@@ -30,12 +30,12 @@ def sample_pymc(
     chains: int,
     random_seed: int | None,
     progressbar: bool,
-    target_accept: float = 0.8,
+    target_accept: float = 0.9,
     initial_points: list[dict] | None = None,
-    mode: str = "NUMBA",
+    mode: str | None = None,
     **kwargs: Any,
 ) -> SamplerOutput:
-    """PyMC's NUTS, compiled with Numba by default (fast without a system BLAS)."""
+    """PyMC's NUTS; ``mode`` picks the PyTensor back-end (default: PyTensor's)."""
     import pymc as pm
 
     start = time.perf_counter()
@@ -48,7 +48,7 @@ def sample_pymc(
             random_seed=random_seed,
             progressbar=progressbar,
             target_accept=target_accept,
-            compile_kwargs={"mode": mode},
+            compile_kwargs={} if mode is None else {"mode": mode},
             **kwargs,
         )
     return _from_idata(idata, time.perf_counter() - start, tune)
@@ -62,7 +62,7 @@ def sample_nutpie(
     chains: int,
     random_seed: int | None,
     progressbar: bool,
-    target_accept: float = 0.8,
+    target_accept: float = 0.9,
     initial_points: list[dict] | None = None,
     backend: str = "jax",
     **kwargs: Any,

@@ -40,6 +40,7 @@ PARAMETERIZATIONS = ("auto", "centered", "noncentered")
 Pooling = Literal["pooled", "unpooled", "hierarchical"]
 
 GROUP, FEATURE, FEATURE_, PAIR, STAT = "group", "feature", "feature_", "pair", "stat"
+_NO_INFORMATION = 1e100
 
 
 class ModelParts(NamedTuple):
@@ -99,12 +100,12 @@ def _data_centered(name, loc, scale, estimate, variance, dims):
     informed = np.isfinite(variance)
     if not informed.any():
         return _fixed_centering(name, loc, scale, 0.0, dims)
-    log_v = pt.constant(np.log(np.where(informed, variance, 1.0)))
+    # an uninformed group: variance so large that w == 0 to double precision
+    log_v = pt.constant(np.log(np.where(informed, variance, _NO_INFORMATION)))
     estimate = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
-    info = pt.constant(informed.astype("float64"))
     log_scale = pt.log(scale)
-    # log(1 - w) = log v - log(scale^2 + v); zero where uninformed
-    log_1mw = info * (log_v - pt.logaddexp(2.0 * log_scale, log_v))
+    # log(1 - w) = log v - log(scale^2 + v)
+    log_1mw = log_v - pt.logaddexp(2.0 * log_scale, log_v)
     w = -pt.expm1(log_1mw)
     log_s = log_scale + 0.5 * log_1mw
     eps = pm.Normal(
@@ -176,9 +177,9 @@ def hierarchical_normal(name, loc_prior: LocPrior, tau, estimate, variance, dims
         return loc, _fixed_centering(name, loc, tau, weight, dims)
     variance = np.asarray(variance, dtype="float64")
     informed = np.isfinite(variance)
-    v = pt.constant(np.where(informed, variance, 1.0))
+    v = pt.constant(np.where(informed, variance, _NO_INFORMATION))
     est = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
-    precision = pt.constant(informed.astype("float64")) / (v + tau**2)
+    precision = 1.0 / (v + tau**2)
     total = loc_prior.precision + pt.sum(precision, axis=0)
     shift = pt.sum(precision * est, axis=0) / total
     scale = 1.0 / pt.sqrt(total)

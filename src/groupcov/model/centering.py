@@ -84,7 +84,8 @@ def group_estimates(z: SufficientStats) -> dict:
     g, p = z.n_groups, z.n_features
     n = z.n.astype(float)
     diag = np.diagonal(z.scatter, axis1=1, axis2=2)
-    var = diag * _positive_inverse(n - 1.0)[:, None]
+    with np.errstate(invalid="ignore"):
+        var = diag * _positive_inverse(n - 1.0)[:, None]
     usable = np.isfinite(var) & (var > 0)
     v_mu = np.where(usable, var, 1.0) * _positive_inverse(n)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):

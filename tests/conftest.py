@@ -1,0 +1,12 @@
+"""Test configuration: groupcov first (quiet PyTensor), fast-compiling unit graphs."""
+
+import os
+import tempfile
+
+os.environ.setdefault("GROUPCOV_CACHE_DIR", os.path.join(tempfile.gettempdir(), "groupcov-jax"))
+
+import groupcov  # noqa: E402,F401  (sets PyTensor flags before PyTensor is imported)
+import pytensor  # noqa: E402
+
+# Unit tests evaluate many small graphs once each: skip C compilation.
+pytensor.config.mode = "FAST_COMPILE"

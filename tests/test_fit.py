@@ -1,0 +1,147 @@
+"""End-to-end fits against known truth (sampling; a few seconds each once compiled)."""
+
+import sys
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+import groupcov
+from groupcov.datasets import simulate_groups, two_groups
+from groupcov.inference import run_sampler
+
+
+@pytest.fixture(scope="module")
+def two_group_fit():
+    sim = two_groups()
+    model = groupcov.GroupCovModel(sim.data, group="group", features=sim.features)
+    return sim, model.fit(draws=1000, tune=1000, random_seed=3, progressbar=False)
+
+
+def test_two_groups_recovers_truth(two_group_fit):
+    sim, result = two_group_fit
+    post = result.idata.posterior
+    hdi = az.hdi(post[["mu", "cov"]], hdi_prob=0.94)
+    for g in ("A", "B"):
+        low, high = hdi["mu"].sel(group=g).values.T
+        assert np.all((low <= sim.mean[g]) & (sim.mean[g] <= high))
+        low, high = np.moveaxis(hdi["cov"].sel(group=g).values, -1, 0)
+        assert np.all((low <= sim.cov[g]) & (sim.cov[g] <= high))
+    diag = result.diagnostics()
+    assert diag.max_r_hat <= 1.01
+    assert diag.divergences == 0
+    assert diag.min_ess_bulk > 400
+
+
+def test_result_tables_and_loo(two_group_fit):
+    sim, result = two_group_fit
+    post = result.idata.posterior
+    assert post["cov"].dims == ("chain", "draw", "group", "feature", "feature_")
+    assert {"mu_pop", "mu_tau", "sigma_pop", "corr_pop", "sd_tau", "corr_tau"} <= set(post)
+    table = result.summary()
+    assert list(table.columns) == [
+        "group", "parameter", "mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk",
+        "ess_tail",
+    ]
+    assert len(table) == 2 * (2 + 2 + 1 + 3)
+    cov_b = result.covariance("B")
+    assert list(cov_b.index) == ["x", "y"]
+    np.testing.assert_allclose(cov_b.values, post["cov"].sel(group="B").mean(("chain", "draw")))
+    assert cov_b.loc["x", "y"] == pytest.approx(-0.5, abs=0.1)
+    with pytest.raises(KeyError, match="unknown group"):
+        result.covariance("C")
+    # group-level log-likelihood: leave-one-group-out LOO runs
+    assert result.idata.log_likelihood["obs"].dims == ("chain", "draw", "group")
+    loo = az.loo(result.idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_scaling_a_feature_scales_its_posterior():
+    sim = simulate_groups(3, 40, 2, seed=2)
+    scaled = sim.data.assign(x0=sim.data.x0 * 1000.0)
+    fits = [
+        groupcov.GroupCovModel(d, features=sim.features).fit(
+            draws=500, tune=500, random_seed=5, progressbar=False
+        )
+        for d in (sim.data, scaled)
+    ]
+    a, b = (f.idata.posterior for f in fits)
+    mcse = az.mcse(a[["mu", "sigma", "corr"]])
+
+    def close(name, factor, **sel):
+        ma = a[name].sel(**sel).mean(("chain", "draw"))
+        mb = b[name].sel(**sel).mean(("chain", "draw")) / factor
+        tol = 4 * float(mcse[name].sel(**sel).max())
+        np.testing.assert_allclose(mb, ma, atol=tol)
+        sa = a[name].sel(**sel).std(("chain", "draw"))
+        sb = b[name].sel(**sel).std(("chain", "draw")) / factor
+        np.testing.assert_allclose(sb, sa, rtol=0.1)
+
+    for name in ("mu", "sigma"):
+        close(name, 1000.0, feature="x0")
+        close(name, 1.0, feature="x1")
+    close("corr", 1.0, feature="x1", feature_="x0")
+
+
+@pytest.mark.parametrize(("means", "covariance"), [("pooled", "pooled"),
+                                                   ("unpooled", "unpooled"),
+                                                   ("hierarchical", "unpooled")])
+def test_pooling_modes_fit(means, covariance):
+    sim = simulate_groups(3, [8, 30, 100], 3, seed=4)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features, means=means,
+                               covariance=covariance)
+    res = m.fit(draws=300, tune=300, random_seed=1, progressbar=False)
+    d = res.diagnostics()
+    assert d.max_r_hat < 1.02 and d.divergences == 0
+    cov = res.idata.posterior["cov"]
+    if covariance == "pooled":
+        np.testing.assert_allclose(cov.sel(group="g0"), cov.sel(group="g2"))
+    else:
+        big = res.covariance("g2").values
+        np.testing.assert_allclose(big, sim.cov["g2"], atol=0.5 * np.abs(sim.cov["g2"]).max())
+
+
+def test_one_feature_is_a_variance():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 200),
+                       "v": np.concatenate([rng.normal(0, s, 200) for s in (1.0, 2.0, 3.0)])})
+    res = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
+        draws=300, tune=300, random_seed=2, progressbar=False)
+    var = res.idata.posterior["cov"].mean(("chain", "draw")).values[:, 0, 0]
+    np.testing.assert_allclose(var, [1.0, 4.0, 9.0], rtol=0.2)
+    np.testing.assert_allclose(res.idata.posterior["corr"].values, 1.0)
+
+
+def test_batched_prior_in_a_users_own_model():
+    sim = simulate_groups(3, 150, 2, seed=9)
+    codes, labels = pd.factorize(sim.data.group, sort=True)
+    coords = {"group": list(labels), "feature": sim.features, "feature_": sim.features}
+    with pm.Model(coords=coords) as model:
+        x = pm.Data("x", sim.data[sim.features].to_numpy())
+        idx = pm.Data("idx", codes)
+        mu = pm.Normal("mu", 0.0, 3.0, dims=("group", "feature"))
+        chol, corr, stds = groupcov.LKJCholeskyCov(
+            "chol", n=2, eta=2.0, sd_dist=pm.Exponential.dist(1.0, shape=(3, 2)),
+            dims=("group", "feature", "feature_"),
+        )
+        pm.MvNormal("obs", mu=mu[idx], chol=chol[idx], observed=x)
+    for sampler in ("numpyro", "nutpie"):
+        idata = run_sampler(model, sampler, draws=300, tune=300, random_seed=1,
+                            progressbar=False)
+        chol = idata.posterior["chol"].values
+        cov_mean = (chol @ np.swapaxes(chol, -1, -2)).mean((0, 1))
+        for g, label in enumerate(labels):
+            np.testing.assert_allclose(cov_mean[g], sim.cov[label], atol=0.35)
+        assert idata.posterior["chol_corr"].dims[2:] == ("group", "feature", "feature_")
+
+
+def test_missing_backend_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nutpie", None)
+    sim = two_groups(n_per_group=20, seed=0)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features)
+    with pytest.raises(ImportError, match=r"groupcov\[nutpie\]"):
+        m.fit(sampler="nutpie", draws=10, tune=10, chains=1)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        m.fit(sampler="gibbs")
