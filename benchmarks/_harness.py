@@ -38,7 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,7 +355,7 @@ def run_worker(
         waiter.join(timeout_s)
         timed_out = waiter.is_alive()
         if timed_out:
-            with _suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the worker and its own children
             waiter.join()
         proc.returncode = os.waitstatus_to_exitcode(reaped["status"])
@@ -402,14 +402,6 @@ def _busy_cpu_seconds() -> float | None:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     busy = sum(fields[:8]) - idle  # user..steal; guest time is already in user
     return busy / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def _suppress(*exc: type[BaseException]) -> Iterator[None]:
-    try:
-        yield
-    except exc:
-        pass
 
 
 def _tail(path: Path, n: int) -> str:

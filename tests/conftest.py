@@ -5,8 +5,9 @@ import tempfile
 
 os.environ.setdefault("GROUPCOV_CACHE_DIR", os.path.join(tempfile.gettempdir(), "groupcov-jax"))
 
-import groupcov  # noqa: E402,F401  (sets PyTensor flags before PyTensor is imported)
-import pytensor  # noqa: E402
+import pytensor
+
+import groupcov  # noqa: F401  (sets PyTensor flags before PyTensor is imported)
 
 # Unit tests evaluate many small graphs once each: skip C compilation.
 pytensor.config.mode = "FAST_COMPILE"

@@ -36,7 +36,7 @@ def test_two_groups_recovers_truth(two_group_fit):
 
 
 def test_result_tables_and_loo(two_group_fit):
-    sim, result = two_group_fit
+    _sim, result = two_group_fit
     post = result.idata.posterior
     assert post["cov"].dims == ("chain", "draw", "group", "feature", "feature_")
     assert {"mu_pop", "mu_tau", "sigma_pop", "corr_pop", "sd_tau", "corr_tau"} <= set(post)
@@ -122,7 +122,7 @@ def test_batched_prior_in_a_users_own_model():
         x = pm.Data("x", sim.data[sim.features].to_numpy())
         idx = pm.Data("idx", codes)
         mu = pm.Normal("mu", 0.0, 3.0, dims=("group", "feature"))
-        chol, corr, stds = groupcov.LKJCholeskyCov(
+        chol, _corr, _stds = groupcov.LKJCholeskyCov(
             "chol", n=2, eta=2.0, sd_dist=pm.Exponential.dist(1.0, shape=(3, 2)),
             dims=("group", "feature", "feature_"),
         )
@@ -132,8 +132,9 @@ def test_batched_prior_in_a_users_own_model():
                             progressbar=False)
         chol = idata.posterior["chol"].values
         cov_mean = (chol @ np.swapaxes(chol, -1, -2)).mean((0, 1))
-        for g, label in enumerate(labels):
-            np.testing.assert_allclose(cov_mean[g], sim.cov[label], atol=0.35)
+        sample_cov = groupcov.reduce(sim.data, "group", sim.features).covariance()
+        # 150 rows per group and a weak prior: the posterior mean is near the sample one
+        np.testing.assert_allclose(cov_mean, sample_cov, atol=0.1 * np.abs(sample_cov).max())
         assert idata.posterior["chol_corr"].dims[2:] == ("group", "feature", "feature_")
 
 

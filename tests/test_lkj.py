@@ -69,33 +69,27 @@ def test_corr_cholesky_density_integrates_to_one_n2(eta):
         c = np.array([[1.0, 0.0], [r, np.sqrt(1 - r * r)]])
         return np.exp(lkj_corr_cholesky_logp(pt.as_tensor(c), eta, 2).eval())
 
-    total, err = integrate.quad(density, -1, 1)
+    total, _err = integrate.quad(density, -1, 1)
     assert total == pytest.approx(1.0, abs=1e-7)
 
 
 def test_corr_cholesky_density_integrates_to_one_n3():
-    eta = 1.7
-    value = pt.dmatrix("c")
-    fn = pytensor.function([value], lkj_corr_cholesky_logp(value, eta, 3))
-
-    def density(c21, c20, c10):
-        c = np.array(
-            [
-                [1.0, 0.0, 0.0],
-                [c10, np.sqrt(1 - c10**2), 0.0],
-                [c20, c21, np.sqrt(max(1 - c20**2 - c21**2, 1e-300))],
-            ]
-        )
-        return np.exp(fn(c))
-
-    total, _ = integrate.tplquad(
-        density,
-        -1, 1,
-        lambda c10: -1, lambda c10: 1,
-        lambda c10, c20: -np.sqrt(1 - c20**2), lambda c10, c20: np.sqrt(1 - c20**2),
-        epsabs=1e-6,
-    )
-    assert total == pytest.approx(1.0, abs=1e-4)
+    # Monte Carlo over the free entries (c10, c20, c21) of a 3x3 correlation factor
+    eta, size = 1.7, 400_000
+    rng = np.random.default_rng(0)
+    c10, c20 = rng.uniform(-1, 1, size), rng.uniform(-1, 1, size)
+    half = np.sqrt(1 - c20**2)
+    c21 = rng.uniform(-1, 1, size) * half
+    c = np.zeros((size, 3, 3))
+    c[:, 0, 0] = 1.0
+    c[:, 1, 0], c[:, 1, 1] = c10, np.sqrt(1 - c10**2)
+    c[:, 2, 0], c[:, 2, 1] = c20, c21
+    c[:, 2, 2] = np.sqrt(np.clip(1 - c20**2 - c21**2, 1e-300, None))
+    density = np.exp(lkj_corr_cholesky_logp(pt.as_tensor(c), eta, 3).eval())
+    weights = density * 8.0 * half  # volume of the sampling box
+    estimate, se = weights.mean(), weights.std() / np.sqrt(size)
+    assert abs(estimate - 1.0) < 5 * se
+    assert se < 0.01
 
 
 def test_batched_logp_is_sum_of_per_group_logps():
@@ -173,7 +167,7 @@ def test_cpc_construction_matches_numpy_reference():
 @pytest.mark.parametrize(("n", "eta"), [(2, 1.0), (3, 2.0), (5, 0.8)])
 def test_prior_draws_follow_lkj_marginal(n, eta):
     sd_dist = pm.Exponential.dist(1.0, shape=(2000, n))
-    chol, corr, stds = groupcov.LKJCholeskyCov.dist(
+    chol, corr, _stds = groupcov.LKJCholeskyCov.dist(
         n=n, eta=eta, sd_dist=sd_dist, compute_corr=True
     )
     draws_corr, draws_chol = pm.draw([corr, chol], random_seed=11)
@@ -192,7 +186,7 @@ def test_beta_parameters_of_cpcs():
 def test_model_registration_dims_and_prior_predictive():
     coords = {"group": ["a", "b", "c"], "feature": ["x", "y", "z"], "feature_": ["x", "y", "z"]}
     with pm.Model(coords=coords) as model:
-        chol, corr, stds = groupcov.LKJCholeskyCov(
+        _chol, _corr, _stds = groupcov.LKJCholeskyCov(
             "chol", n=3, eta=2.0, sd_dist=pm.Exponential.dist(1.0, shape=(3, 3)),
             dims=("group", "feature", "feature_"),
         )

@@ -46,7 +46,10 @@ def _demo(args: argparse.Namespace) -> int:
                 sel = {"feature": f, "feature_": h}
                 rows.append((g, "cov", sel, f"cov[{f},{h}]", sim.cov[g][i, j]))
     inside = 0
-    header = f"{'group':<6}{'parameter':<12}{'true':>8}{'mean':>9}{'94% HDI':>20}{'R-hat':>8}{'ESS':>7}"
+    header = (
+        f"{'group':<6}{'parameter':<12}{'true':>8}{'mean':>9}{'94% HDI':>20}"
+        f"{'R-hat':>8}{'ESS':>7}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for g, name, sel, label, t in rows:
         sel = {"group": g, **sel}

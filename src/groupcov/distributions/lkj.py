@@ -367,8 +367,8 @@ class LKJCholeskyCov:
     ...     chol, corr, stds = groupcov.LKJCholeskyCov(
     ...         "chol", n=2, eta=2.0, sd_dist=sd_dist,
     ...         dims=("group", "feature", "feature_"))
-    >>> tuple(chol.shape.eval())
-    (3, 2, 2)
+    >>> chol.shape.eval().tolist()
+    [3, 2, 2]
     """
 
     def __new__(

@@ -32,10 +32,10 @@ def sample_pymc(
     progressbar: bool,
     target_accept: float = 0.9,
     initial_points: list[dict] | None = None,
-    mode: str | None = None,
+    mode: str | None = "NUMBA",
     **kwargs: Any,
 ) -> SamplerOutput:
-    """PyMC's NUTS; ``mode`` picks the PyTensor back-end (default: PyTensor's)."""
+    """PyMC's NUTS; ``mode`` picks the PyTensor back-end (Numba: no BLAS needed)."""
     import pymc as pm
 
     start = time.perf_counter()

@@ -311,7 +311,9 @@ def build_model(
     std = stats.standardization()
     z = stats.standardize(std)
     if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, not {parameterization!r}")
+        raise ValueError(
+            f"parameterization must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
+        )
     estimates = group_estimates(z)
     p = stats.n_features
     mu_sigma = (
@@ -319,7 +321,8 @@ def build_model(
     )
     with pm.Model(coords=coords_for(stats)) as model:
         n_rows = pm.Data("n_rows", z.n.astype(float), dims=GROUP)
-        values = pm.Data("suffstats", pack_suffstats(z.mean, z.scatter), dims=(GROUP, STAT, FEATURE))
+        packed = pack_suffstats(z.mean, z.scatter)
+        values = pm.Data("suffstats", packed, dims=(GROUP, STAT, FEATURE))
         mu_z, hyper_mu = _MEANS[means](z, priors, mu_sigma, estimates, parameterization)
         chol_z, hyper_cov = _COVS[covariance](z, priors, estimates, parameterization)
         chol_z = pt.specify_shape(chol_z, (stats.n_groups, p, p))
