@@ -375,8 +375,6 @@ def _random_spd(rng, p):
     return a @ a.T + p * np.eye(p)
 
 
-# see test_group_estimates_single_row_group_does_not_warn
-@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
 def test_group_estimates_infinite_variance_for_tiny_groups():
     rng = np.random.default_rng(12)
     p = 4
@@ -419,12 +417,6 @@ def test_group_estimates_infinite_variance_for_tiny_groups():
     np.testing.assert_allclose(atanh_cpc[-1], np.arctanh(cpc_from_corr(corr)), rtol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="group_estimates computes diag * inf (0 * inf) for groups with n <= 1 outside "
-    "np.errstate, leaking 'RuntimeWarning: invalid value encountered in multiply' "
-    "(model/centering.py, var = diag * _positive_inverse(n - 1.0)[:, None])",
-)
 def test_group_estimates_single_row_group_does_not_warn():
     st = SufficientStats(("a", "b"), ("x", "y"), np.array([1, 5]), np.zeros((2, 2)),
                          np.stack([np.zeros((2, 2)), np.eye(2)]))
