@@ -319,7 +319,8 @@ def build_model(
     mu_sigma = (
         np.full(p, priors.mu_sigma) if priors.mu_sigma is not None else 2.0 * _spread(stats, std)
     )
-    with pm.Model(coords=coords_for(stats)) as model:
+    # parameters are valid by construction: no run-time bound checks in the graph
+    with pm.Model(coords=coords_for(stats), check_bounds=False) as model:
         n_rows = pm.Data("n_rows", z.n.astype(float), dims=GROUP)
         packed = pack_suffstats(z.mean, z.scatter)
         values = pm.Data("suffstats", packed, dims=(GROUP, STAT, FEATURE))
