@@ -23,7 +23,7 @@ test: lint
 	$(VENV)/bin/pytest -q -n 2 --doctest-modules src tests
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/two_groups.py
+	$(VENV)/bin/python benchmarks/two_groups.py --blas-threads 1 --warmup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
