@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from groupcov.distributions.mvnormal import scatter_root
 from groupcov.stats import SufficientStats
 
 __all__ = ["Diagnostics", "GroupCovResult", "group_log_likelihood"]
@@ -35,13 +36,16 @@ def group_log_likelihood(stats: SufficientStats, mu: np.ndarray, cov: np.ndarray
     chol = np.linalg.cholesky(cov)
     n = stats.n.astype(float)
     p = stats.n_features
-    diff = stats.mean - mu
-    z = np.linalg.solve(chol, diff[..., None])[..., 0]
-    # tr(Sigma^-1 S) = ||L^-1 R^T||_F^2 with S = R^T R; S is symmetric PSD
-    inv_chol = np.linalg.solve(chol, np.broadcast_to(np.eye(p), chol.shape))
-    trace = np.einsum("...ij,...jk,...ik->...", inv_chol, stats.scatter, inv_chol)
+    # solve L X = [xbar - mu, R^T] with S = R^T R: no inverse is formed
+    root_t = np.swapaxes(scatter_root(stats.scatter), -1, -2)
+    rhs = np.concatenate(
+        [(stats.mean - mu)[..., None], np.broadcast_to(root_t, chol.shape)], axis=-1
+    )
+    solved = np.linalg.solve(chol, rhs)
+    maha = (solved[..., 0] ** 2).sum(-1)
+    trace = (solved[..., 1:] ** 2).sum((-2, -1))
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * (z**2).sum(-1)
+    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
 
 
 class Diagnostics(NamedTuple):
