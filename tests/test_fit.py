@@ -141,7 +141,8 @@ def test_batched_prior_in_a_users_own_model():
     # PyMC's own NUTS on the same model
     with model:
         idata = pm.sample(draws=300, tune=300, chains=2, cores=1, random_seed=2,
-                          progressbar=False, compute_convergence_checks=False)
+                          progressbar=False, compute_convergence_checks=False,
+                          compile_kwargs={"mode": "FAST_RUN"})
     chol = idata.posterior["chol"].values
     cov_mean = (chol @ np.swapaxes(chol, -1, -2)).mean((0, 1))
     np.testing.assert_allclose(cov_mean, sample_cov, atol=0.1 * np.abs(sample_cov).max())
