@@ -156,3 +156,24 @@ def test_missing_backend_names_the_extra(monkeypatch):
         m.fit(sampler="nutpie", draws=10, tune=10, chains=1)
     with pytest.raises(ValueError, match="unknown sampler"):
         m.fit(sampler="gibbs")
+
+
+def test_parameterizations_give_the_same_posterior():
+    # "auto" changes only the coordinates the sampler sees, not the model: its
+    # posterior must match the plain non-centered form within Monte Carlo error
+    sim = simulate_groups(6, [3, 5, 8, 8, 20, 40], 2, seed=8)
+    fits = {
+        param: groupcov.GroupCovModel(sim.data, features=sim.features,
+                                      parameterization=param).fit(
+            draws=1000, tune=1000, random_seed=4, progressbar=False)
+        for param in ("auto", "noncentered")
+    }
+    names = ["mu", "sigma", "corr", "mu_tau", "sigma_pop", "sd_tau", "corr_tau"]
+    post = {k: f.idata.posterior for k, f in fits.items()}
+    mcse = {k: az.mcse(p[names]) for k, p in post.items()}
+    for name in names:
+        a = post["auto"][name].mean(("chain", "draw")).values
+        b = post["noncentered"][name].mean(("chain", "draw")).values
+        se = np.sqrt(mcse["auto"][name].values ** 2 + mcse["noncentered"][name].values ** 2)
+        se = np.nan_to_num(se)  # constant diagonal of corr: no Monte Carlo error
+        assert np.all(np.abs(a - b) <= 5 * se + 1e-9), name
