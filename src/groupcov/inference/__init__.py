@@ -8,7 +8,7 @@ from collections.abc import Callable
 import arviz as az
 import numpy as np
 
-from groupcov.inference.backends import SamplerOutput, initial_points
+from groupcov.inference.backends import SamplerOutput, SamplerSettings
 from groupcov.inference.jax_backend import sample_numpyro
 from groupcov.inference.other_backends import sample_nutpie, sample_pymc
 
@@ -64,21 +64,18 @@ def run_sampler(
             raise ValueError(f"{name} must be at least 1, got {value}")
     if int(tune) < 0:
         raise ValueError(f"tune must be >= 0, got {tune}")
-    seed = np.random.default_rng(random_seed).integers(2**31)
-    points = initial_points(model, chains, seed)
+    settings = SamplerSettings(
+        draws=int(draws),
+        tune=int(tune),
+        chains=int(chains),
+        random_seed=int(np.random.default_rng(random_seed).integers(2**31)),
+        progressbar=progressbar,
+        target_accept=float(kwargs.pop("target_accept", 0.9)),
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        out = SAMPLERS[sampler](
-            model,
-            draws=int(draws),
-            tune=int(tune),
-            chains=int(chains),
-            random_seed=int(seed),
-            progressbar=progressbar,
-            initial_points=points,
-            **kwargs,
-        )
+        out = SAMPLERS[sampler](model, settings, **kwargs)
     return _to_inference_data(model, out, sampler)
 
 

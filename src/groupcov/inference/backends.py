@@ -6,7 +6,30 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SamplerOutput", "initial_points", "missing_backend"]
+__all__ = ["SamplerOutput", "SamplerSettings", "initial_points", "missing_backend"]
+
+
+class SamplerSettings(NamedTuple):
+    """What every back-end is asked to do.
+
+    Attributes
+    ----------
+    draws, tune, chains : int
+        Posterior draws and warm-up steps per chain, and the number of chains.
+    random_seed : int
+        Seed of the back-end's generator.
+    progressbar : bool
+        Show the back-end's progress bar.
+    target_accept : float
+        Target acceptance probability of NUTS's step-size adaptation.
+    """
+
+    draws: int
+    tune: int
+    chains: int
+    random_seed: int
+    progressbar: bool
+    target_accept: float = 0.9
 
 
 class SamplerOutput(NamedTuple):

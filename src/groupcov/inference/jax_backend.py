@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from groupcov.inference.backends import SamplerOutput, missing_backend
+from groupcov.inference.backends import (
+    SamplerOutput,
+    SamplerSettings,
+    initial_points,
+    missing_backend,
+)
 
 __all__ = ["sample_numpyro"]
 
@@ -51,18 +56,7 @@ def _map_chains(fn, chains: int):
     return jax.jit(jax.vmap(fn))
 
 
-def sample_numpyro(
-    model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    random_seed: int | None,
-    progressbar: bool,
-    target_accept: float = 0.9,
-    initial_points: list[dict] | None = None,
-    **kwargs: Any,
-) -> SamplerOutput:
+def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOutput:
     """Sample with NumPyro's NUTS; returns constrained draws of every model variable."""
     try:
         import jax
@@ -82,15 +76,21 @@ def sample_numpyro(
     def constrained(params):
         return fn(*[params[n] for n in names])[1:]
 
+    draws, tune, chains = settings.draws, settings.tune, settings.chains
+    points = initial_points(model, chains, settings.random_seed)
     init = {
-        n: jnp.asarray(np.stack([np.asarray(pt[n], dtype="float64") for pt in initial_points]))
+        n: jnp.asarray(np.stack([np.asarray(pt[n], dtype="float64") for pt in points]))
         for n in names
     }
     init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
 
     def run_chain(key, params):
         state = init_kernel(
-            params, num_warmup=tune, target_accept_prob=target_accept, rng_key=key, **kwargs
+            params,
+            num_warmup=tune,
+            target_accept_prob=settings.target_accept,
+            rng_key=key,
+            **kwargs,
         )
 
         def warm(state, _):
@@ -107,7 +107,7 @@ def sample_numpyro(
         _, trace = jax.lax.scan(draw, state, None, length=draws)
         return trace
 
-    keys = jax.random.split(jax.random.PRNGKey(random_seed), chains)
+    keys = jax.random.split(jax.random.PRNGKey(settings.random_seed), chains)
     values, diverging, num_steps, accept, energy, potential_energy = jax.block_until_ready(
         _map_chains(run_chain, chains)(keys, init)
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from groupcov.inference.backends import SamplerOutput, missing_backend
+from groupcov.inference.backends import SamplerOutput, SamplerSettings, missing_backend
 
 __all__ = ["sample_nutpie", "sample_pymc"]
 
@@ -23,17 +23,7 @@ def _from_idata(idata, elapsed: float, tune: int) -> SamplerOutput:
 
 
 def sample_pymc(
-    model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    random_seed: int | None,
-    progressbar: bool,
-    target_accept: float = 0.9,
-    initial_points: list[dict] | None = None,
-    mode: str | None = "NUMBA",
-    **kwargs: Any,
+    model, settings: SamplerSettings, mode: str | None = "NUMBA", **kwargs: Any
 ) -> SamplerOutput:
     """PyMC's NUTS; ``mode`` picks the PyTensor back-end (Numba: no BLAS needed)."""
     import pymc as pm
@@ -41,31 +31,21 @@ def sample_pymc(
     start = time.perf_counter()
     with model:
         idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=min(chains, 2),
-            random_seed=random_seed,
-            progressbar=progressbar,
-            target_accept=target_accept,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=min(settings.chains, 2),
+            random_seed=settings.random_seed,
+            progressbar=settings.progressbar,
+            target_accept=settings.target_accept,
             compile_kwargs={} if mode is None else {"mode": mode},
             **kwargs,
         )
-    return _from_idata(idata, time.perf_counter() - start, tune)
+    return _from_idata(idata, time.perf_counter() - start, settings.tune)
 
 
 def sample_nutpie(
-    model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    random_seed: int | None,
-    progressbar: bool,
-    target_accept: float = 0.9,
-    initial_points: list[dict] | None = None,
-    backend: str = "jax",
-    **kwargs: Any,
+    model, settings: SamplerSettings, backend: str = "jax", **kwargs: Any
 ) -> SamplerOutput:
     """nutpie's NUTS (Rust), with the log density compiled by JAX by default."""
     try:
@@ -78,12 +58,12 @@ def sample_nutpie(
     compiled = nutpie.compile_pymc_model(model, backend=backend, gradient_backend=gradient)
     idata = nutpie.sample(
         compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=random_seed,
-        progress_bar=progressbar,
-        target_accept=target_accept,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        seed=settings.random_seed,
+        progress_bar=settings.progressbar,
+        target_accept=settings.target_accept,
         **kwargs,
     )
-    return _from_idata(idata, time.perf_counter() - start, tune)
+    return _from_idata(idata, time.perf_counter() - start, settings.tune)
