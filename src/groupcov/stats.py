@@ -106,11 +106,20 @@ class SufficientStats:
         return int(self.n.sum())
 
     def pooled(self) -> tuple[float, np.ndarray, np.ndarray]:
-        """Count, mean and scatter of all rows together (groups merged)."""
-        n, mean, scatter = 0.0, np.zeros(self.n_features), np.zeros((self.n_features,) * 2)
-        for g in range(self.n_groups):
-            n, mean, scatter = combine(n, mean, scatter, self.n[g], self.mean[g], self.scatter[g])
-        return float(n), mean, scatter
+        """Count, mean and scatter of all rows together (groups merged).
+
+        Within-group scatter plus the between-group scatter about the grand mean,
+        vectorized over groups (the same decomposition as the pairwise merge).
+        """
+        n = self.n.astype(float)
+        total = float(n.sum())
+        if total == 0:
+            p = self.n_features
+            return 0.0, np.zeros(p), np.zeros((p, p))
+        mean = (n[:, None] * self.mean).sum(axis=0) / total
+        dev = self.mean - mean
+        between = np.einsum("g,gi,gj->ij", n, dev, dev)
+        return total, mean, self.scatter.sum(axis=0) + between
 
     def covariance(self) -> np.ndarray:
         """Per-group sample covariance (``scatter / (n - 1)``); NaN where ``n < 2``."""

@@ -1,19 +1,18 @@
-"""Sampling variances that set the centering of hierarchical group parameters.
+"""Each group's own estimates of its parameters, with their sampling variances.
 
-A hierarchical group parameter ``theta_g ~ N(loc, tau)`` whose estimate from the
-group's own rows has sampling variance ``v_g`` is sampled in the partially centered
-form with weight ``w_g = tau^2 / (tau^2 + v_g)`` (Papaspiliopoulos, Roberts & Sköld
-2007), evaluated at the current ``tau``: groups with much data (small ``v_g``) are
-centered, groups with little data non-centered, and the choice follows ``tau`` as the
-sampler moves. In a Gaussian model this weight makes the group parameter a posteriori
-uncorrelated with the population location. ``v_g`` comes from large-sample theory:
+The data-informed parameterization of hierarchical models (``model/build.py``) samples
+a group parameter ``theta_g ~ N(loc, tau)`` around the Gaussian approximation of its
+conditional posterior, ``w * est_g + (1 - w) * loc`` with ``w = tau^2 / (tau^2 + v_g)``
+(the optimal partial-centering weight of Papaspiliopoulos, Roberts & Sköld 2007,
+evaluated at the current ``tau``). ``est_g`` and ``v_g`` come from the group's own rows
+and large-sample theory:
 
-- mean of feature j: ``s_gj^2 / n_g`` (the group's sample variance, standardized);
-- log standard deviation: ``1 / (2 (n_g - 1))``;
-- ``atanh`` of the CPC in column j (a partial correlation given j variables):
-  ``1 / (n_g - 3 - j)`` (Fisher).
+- mean of feature j: the sample mean, ``v = s_gj^2 / n_g`` (standardized units);
+- log standard deviation: ``log s_gj``, ``v = 1 / (2 (n_g - 1))``;
+- ``atanh`` of the CPC in column j (a partial correlation given j variables): from the
+  sample correlation matrix, ``v = 1 / (n_g - 3 - j)`` (Fisher).
 
-Where a group has too few rows for an estimate, ``v_g = inf`` (non-centered).
+Where a group has too few rows for an estimate, ``v_g = inf`` (non-centered form).
 """
 
 from __future__ import annotations
