@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Standardization", "SufficientStats", "combine"]
+__all__ = ["FeatureSummary", "IncompleteCells", "Standardization", "SufficientStats", "combine"]
 
 
 def combine(
@@ -52,8 +53,89 @@ class Standardization(NamedTuple):
 
 
 @dataclass(frozen=True)
+class IncompleteCells:
+    """Statistics of rows with some (not all, not no) features observed.
+
+    Rows are grouped by (group, pattern of observed features); each such cell holds
+    the count, mean and centered scatter of its observed sub-vector. Entries of
+    unobserved features are zero in ``mean`` and ``scatter``.
+
+    Attributes
+    ----------
+    group : numpy.ndarray of int, shape ``(K,)``
+        Index of each cell's group in :attr:`SufficientStats.groups`.
+    observed : numpy.ndarray of bool, shape ``(K, p)``
+        Which features the cell's rows observe.
+    n : numpy.ndarray of int, shape ``(K,)``
+        Rows in each cell.
+    mean : numpy.ndarray, shape ``(K, p)``
+        Mean of the observed features (0 where unobserved).
+    scatter : numpy.ndarray, shape ``(K, p, p)``
+        Centered scatter of the observed features (0 in unobserved rows and columns).
+    """
+
+    group: np.ndarray
+    observed: np.ndarray
+    n: np.ndarray
+    mean: np.ndarray
+    scatter: np.ndarray
+
+    def __post_init__(self):
+        k, p = np.shape(self.observed)
+        if (
+            np.shape(self.group) != (k,)
+            or np.shape(self.n) != (k,)
+            or np.shape(self.mean) != (k, p)
+            or np.shape(self.scatter) != (k, p, p)
+        ):
+            raise ValueError(
+                f"inconsistent shapes of incomplete cells: observed {np.shape(self.observed)}, "
+                f"group {np.shape(self.group)}, n {np.shape(self.n)}, "
+                f"mean {np.shape(self.mean)}, scatter {np.shape(self.scatter)}"
+            )
+
+    @property
+    def n_cells(self) -> int:
+        """Number of (group, pattern) cells ``K``."""
+        return len(self.n)
+
+    @classmethod
+    def empty(cls, p: int) -> IncompleteCells:
+        """No incomplete rows."""
+        return cls(
+            np.zeros(0, dtype=np.int64), np.zeros((0, p), dtype=bool),
+            np.zeros(0, dtype=np.int64), np.zeros((0, p)), np.zeros((0, p, p)),
+        )
+
+
+class FeatureSummary(NamedTuple):
+    """Per-feature location and spread over all observed values.
+
+    Attributes
+    ----------
+    count : numpy.ndarray, shape ``(p,)``
+        Observed values of each feature.
+    center : numpy.ndarray, shape ``(p,)``
+        Mean of each feature over all groups.
+    within_sd : numpy.ndarray, shape ``(p,)``
+        Pooled within-group standard deviation (0 where no group has two values).
+    total_sd : numpy.ndarray, shape ``(p,)``
+        Standard deviation about ``center``, ignoring groups.
+    """
+
+    count: np.ndarray
+    center: np.ndarray
+    within_sd: np.ndarray
+    total_sd: np.ndarray
+
+
+@dataclass(frozen=True)
 class SufficientStats:
     """Counts, means and centered scatter matrices of each group.
+
+    Rows with every feature observed are summarized per group in ``n``, ``mean`` and
+    ``scatter``; rows with some features missing are summarized per (group, pattern)
+    in ``incomplete``; rows with no feature observed are only counted.
 
     Attributes
     ----------
@@ -62,11 +144,15 @@ class SufficientStats:
     features : tuple of str
         Feature names.
     n : numpy.ndarray, shape ``(G,)``
-        Rows per group.
+        Complete rows per group.
     mean : numpy.ndarray, shape ``(G, p)``
-        Mean of each group.
+        Mean of each group's complete rows (0 where it has none).
     scatter : numpy.ndarray, shape ``(G, p, p)``
-        Centered scatter matrix ``sum (x - mean)(x - mean)^T`` of each group.
+        Centered scatter matrix ``sum (x - mean)(x - mean)^T`` of each group's complete rows.
+    incomplete : IncompleteCells, optional
+        Rows with missing features, by (group, pattern); none by default.
+    empty_rows : numpy.ndarray of int, shape ``(G,)``, optional
+        Rows of each group with no feature observed (they carry no information).
 
     Examples
     --------
@@ -74,6 +160,8 @@ class SufficientStats:
     ...                      np.array([[2.0], [2.0]]), np.array([[[2.0]], [[0.0]]]))
     >>> st.pooled()[2].tolist()
     [[2.0]]
+    >>> st.has_missing, st.n_rows
+    (False, 4)
     """
 
     groups: tuple
@@ -81,6 +169,8 @@ class SufficientStats:
     n: np.ndarray
     mean: np.ndarray
     scatter: np.ndarray
+    incomplete: IncompleteCells | None = None
+    empty_rows: np.ndarray | None = None
 
     def __post_init__(self):
         g, p = len(self.groups), len(self.features)
@@ -89,6 +179,111 @@ class SufficientStats:
                 f"inconsistent shapes: {g} groups and {p} features, but n {self.n.shape}, "
                 f"mean {self.mean.shape}, scatter {self.scatter.shape}"
             )
+        if self.incomplete is None:
+            object.__setattr__(self, "incomplete", IncompleteCells.empty(p))
+        elif self.incomplete.observed.shape[1] != p:
+            raise ValueError(
+                f"incomplete cells have {self.incomplete.observed.shape[1]} features, not {p}"
+            )
+        if self.empty_rows is None:
+            object.__setattr__(self, "empty_rows", np.zeros(g, dtype=np.int64))
+        elif np.shape(self.empty_rows) != (g,):
+            raise ValueError(f"empty_rows must have shape ({g},), not {np.shape(self.empty_rows)}")
+
+    @classmethod
+    def from_cells(
+        cls,
+        groups: Sequence,
+        features: Sequence[str],
+        group: np.ndarray,
+        observed: np.ndarray,
+        n: np.ndarray,
+        mean: np.ndarray,
+        scatter: np.ndarray,
+    ) -> SufficientStats:
+        """Assemble statistics from (group, pattern) cells, in any order and repeated.
+
+        Every reduction engine ends here. Cells with the same group and pattern are
+        merged pairwise; cells observing every feature become the complete statistics,
+        cells observing none are counted as empty rows.
+
+        Parameters
+        ----------
+        groups : sequence
+            Group labels; ``group`` indexes into them.
+        features : sequence of str
+            Feature names.
+        group : numpy.ndarray of int, shape ``(K,)``
+            Group index of each cell.
+        observed : numpy.ndarray of bool, shape ``(K, p)``
+            Observed features of each cell.
+        n : numpy.ndarray, shape ``(K,)``
+            Rows per cell (cells with ``n == 0`` are ignored).
+        mean, scatter : numpy.ndarray, shapes ``(K, p)`` and ``(K, p, p)``
+            Mean and centered scatter of each cell's observed features; entries of
+            unobserved features are ignored.
+
+        Examples
+        --------
+        >>> st = SufficientStats.from_cells(
+        ...     ("a",), ("x", "y"), group=np.array([0, 0, 0]),
+        ...     observed=np.array([[True, True], [True, False], [False, False]]),
+        ...     n=np.array([3, 2, 1]), mean=np.array([[1.0, 2.0], [5.0, np.nan], [0, 0]]),
+        ...     scatter=np.zeros((3, 2, 2)))
+        >>> st.n.tolist(), st.incomplete.n.tolist(), st.empty_rows.tolist(), st.n_rows
+        ([3], [2], [1], 5)
+        """
+        groups, features = tuple(groups), tuple(features)
+        g_count, p = len(groups), len(features)
+        group = np.asarray(group, dtype=np.int64).reshape(-1)
+        observed = np.asarray(observed, dtype=bool).reshape(-1, p)
+        n = np.asarray(n, dtype=float).reshape(-1)
+        mask2 = observed[:, :, None] & observed[:, None, :]
+        mean = np.where(observed, np.asarray(mean, dtype=float).reshape(-1, p), 0.0)
+        scatter = np.where(mask2, np.asarray(scatter, dtype=float).reshape(-1, p, p), 0.0)
+        keep = n > 0
+        group, observed, n, mean, scatter = (
+            a[keep] for a in (group, observed, n, mean, scatter)
+        )
+        if group.size and (group.min() < 0 or group.max() >= g_count):
+            raise ValueError(f"cell group index out of range for {g_count} groups")
+        n_obs = observed.sum(axis=1)
+        empty = np.bincount(group[n_obs == 0], weights=n[n_obs == 0], minlength=g_count)
+        # one key per (group, pattern); merge repeated cells pairwise
+        patterns, pattern_id = np.unique(observed, axis=0, return_inverse=True)
+        key = group * max(len(patterns), 1) + pattern_id.reshape(-1)
+        keys, cell = np.unique(key, return_inverse=True)
+        k = len(keys)
+        c_n, c_mean, c_scatter = np.zeros(k), np.zeros((k, p)), np.zeros((k, p, p))
+        # merge in rounds: each round takes at most one piece per cell
+        order = np.argsort(cell, kind="stable")
+        rank = np.empty_like(order)
+        first = np.searchsorted(cell[order], cell[order])
+        rank[order] = np.arange(len(order)) - first
+        for r in range(int(rank.max()) + 1 if len(rank) else 0):
+            sel = rank == r
+            idx = cell[sel]
+            c_n[idx], c_mean[idx], c_scatter[idx] = combine(
+                c_n[idx], c_mean[idx], c_scatter[idx], n[sel], mean[sel], scatter[sel]
+            )
+        c_group = keys // max(len(patterns), 1)
+        c_observed = patterns[keys % max(len(patterns), 1)] if k else np.zeros((0, p), bool)
+        full = c_observed.all(axis=1)
+        partial = ~full & c_observed.any(axis=1)
+        n_full = np.zeros(g_count)
+        mean_full = np.zeros((g_count, p))
+        scatter_full = np.zeros((g_count, p, p))
+        n_full[c_group[full]] = c_n[full]
+        mean_full[c_group[full]] = c_mean[full]
+        scatter_full[c_group[full]] = c_scatter[full]
+        incomplete = IncompleteCells(
+            c_group[partial], c_observed[partial], c_n[partial].astype(np.int64),
+            c_mean[partial], c_scatter[partial],
+        )
+        return cls(
+            groups, features, n_full.astype(np.int64), mean_full, scatter_full,
+            incomplete, empty.astype(np.int64),
+        )
 
     @property
     def n_groups(self) -> int:
@@ -102,11 +297,66 @@ class SufficientStats:
 
     @property
     def n_rows(self) -> int:
-        """Total number of rows."""
-        return int(self.n.sum())
+        """Rows with at least one observed feature."""
+        return int(self.n.sum() + self.incomplete.n.sum())
+
+    @property
+    def n_empty_rows(self) -> int:
+        """Rows with no observed feature (counted, carry no information)."""
+        return int(self.empty_rows.sum())
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether any row has a missing feature value."""
+        return self.incomplete.n_cells > 0 or self.n_empty_rows > 0
+
+    def rows_per_group(self) -> np.ndarray:
+        """Rows with at least one observed feature, per group, shape ``(G,)``."""
+        extra = np.bincount(
+            self.incomplete.group, weights=self.incomplete.n, minlength=self.n_groups
+        )
+        return (self.n + extra).astype(np.int64)
+
+    def available(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per group and feature: count, mean and sum of squares of all observed values.
+
+        Returns
+        -------
+        count, mean, sum_sq : numpy.ndarray, each shape ``(G, p)``
+            Complete and incomplete rows merged feature by feature.
+        """
+        count = np.repeat(self.n.astype(float)[:, None], self.n_features, axis=1)
+        mean = self.mean.astype(float).copy()
+        ss = np.diagonal(self.scatter, axis1=1, axis2=2).copy()
+        cells = self.incomplete
+        cell_ss = np.diagonal(cells.scatter, axis1=1, axis2=2)
+        for k in range(cells.n_cells):
+            g, obs = cells.group[k], cells.observed[k]
+            n_k = np.where(obs, float(cells.n[k]), 0.0)
+            total = count[g] + n_k
+            safe = np.where(total > 0, total, 1.0)
+            delta = cells.mean[k] - mean[g]
+            ss[g] = ss[g] + cell_ss[k] + count[g] * n_k / safe * delta**2
+            mean[g] = mean[g] + delta * n_k / safe
+            count[g] = total
+        return count, mean, ss
+
+    def feature_summary(self) -> FeatureSummary:
+        """Location and spread of each feature over every observed value."""
+        count, mean, ss = self.available()
+        total_n = count.sum(axis=0)
+        safe = np.where(total_n > 0, total_n, 1.0)
+        center = (count * mean).sum(axis=0) / safe
+        between = (count * (mean - center) ** 2).sum(axis=0)
+        within_ss = ss.sum(axis=0)
+        total_sd = np.sqrt((within_ss + between) / np.maximum(total_n - 1.0, 1.0))
+        dof = total_n - (count > 0).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            within_sd = np.where(dof > 0, np.sqrt(within_ss / np.where(dof > 0, dof, 1.0)), 0.0)
+        return FeatureSummary(total_n.astype(np.int64), center, within_sd, total_sd)
 
     def pooled(self) -> tuple[float, np.ndarray, np.ndarray]:
-        """Count, mean and scatter of all rows together (groups merged).
+        """Count, mean and scatter of all complete rows together (groups merged).
 
         Within-group scatter plus the between-group scatter about the grand mean,
         vectorized over groups (the same decomposition as the pairwise merge).
@@ -122,7 +372,7 @@ class SufficientStats:
         return total, mean, self.scatter.sum(axis=0) + between
 
     def covariance(self) -> np.ndarray:
-        """Per-group sample covariance (``scatter / (n - 1)``); NaN where ``n < 2``."""
+        """Per-group sample covariance of complete rows, ``scatter / (n - 1)``; NaN if ``n < 2``."""
         denom = (self.n - 1.0).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denom[:, None, None] > 0, self.scatter / denom[:, None, None], np.nan)
@@ -130,7 +380,18 @@ class SufficientStats:
     def merge(self, other: SufficientStats) -> SufficientStats:
         """Statistics of the union of the rows behind ``self`` and ``other``.
 
-        Groups present in either are kept (order: ``self``'s, then new ones).
+        Groups present in either are kept (order: ``self``'s, then new ones); complete
+        rows, incomplete cells and empty rows are all merged.
+
+        Examples
+        --------
+        >>> a = SufficientStats(("a",), ("x",), np.array([2]), np.array([[1.0]]),
+        ...                     np.array([[[2.0]]]))
+        >>> b = SufficientStats(("b", "a"), ("x",), np.array([1, 2]),
+        ...                     np.array([[0.0], [3.0]]), np.array([[[0.0]], [[2.0]]]))
+        >>> m = a.merge(b)
+        >>> m.groups, m.n.tolist(), m.mean.ravel().tolist(), m.scatter.ravel().tolist()
+        (('a', 'b'), [4, 1], [2.0, 0.0], [8.0, 0.0])
         """
         if tuple(other.features) != tuple(self.features):
             raise ValueError(
@@ -139,35 +400,44 @@ class SufficientStats:
             )
         groups = list(self.groups) + [g for g in other.groups if g not in set(self.groups)]
         index = {g: i for i, g in enumerate(groups)}
-        p = self.n_features
-        n = np.zeros(len(groups))
-        mean = np.zeros((len(groups), p))
-        scatter = np.zeros((len(groups), p, p))
-        for stats in (self, other):
-            idx = np.array([index[g] for g in stats.groups], dtype=int)
-            n[idx], mean[idx], scatter[idx] = combine(
-                n[idx], mean[idx], scatter[idx], stats.n, stats.mean, stats.scatter
-            )
-        return SufficientStats(tuple(groups), self.features, n.astype(np.int64), mean, scatter)
+        parts = [s._cells(np.array([index[g] for g in s.groups], dtype=np.int64))
+                 for s in (self, other)]
+        merged = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+        return SufficientStats.from_cells(groups, self.features, *merged)
+
+    def _cells(self, group_index: np.ndarray):
+        """All statistics as (group, pattern) cells, groups renumbered by ``group_index``."""
+        g, p = self.n_groups, self.n_features
+        cells = self.incomplete
+        return (
+            np.concatenate([group_index, group_index[cells.group], group_index]),
+            np.concatenate([np.ones((g, p), bool), cells.observed, np.zeros((g, p), bool)]),
+            np.concatenate([self.n, cells.n, self.empty_rows]).astype(float),
+            np.concatenate([self.mean, cells.mean, np.zeros((g, p))]),
+            np.concatenate([self.scatter, cells.scatter, np.zeros((g, p, p))]),
+        )
 
     def standardization(self) -> Standardization:
         """Center (pooled mean) and scale (pooled within-group sd) of each feature.
 
-        The scale falls back to the total sd where the groups carry no within-group
-        variation of a feature (for example one row per group).
+        Computed from every observed value of a feature. The scale falls back to the
+        total sd where the groups carry no within-group variation of a feature (for
+        example one row per group).
 
         Raises
         ------
         ValueError
-            If a feature is constant over all rows (its scale would be zero).
+            If a feature has fewer than two observed values or is constant over all
+            rows (its scale would be zero).
         """
-        n, mean, scatter = self.pooled()
-        if n < 2:
-            raise ValueError("at least two rows are needed to estimate a covariance")
-        total = np.sqrt(np.diag(scatter) / (n - 1.0))
-        dof = n - self.n_groups
-        within_scatter = np.diag(self.scatter.sum(axis=0))
-        within = np.sqrt(within_scatter / dof) if dof > 0 else np.zeros_like(total)
+        summary = self.feature_summary()
+        few = [f for f, c in zip(self.features, summary.count, strict=True) if c < 2]
+        if few:
+            raise ValueError(
+                f"feature(s) {few} have fewer than two observed values; estimating a "
+                "covariance needs at least two rows per feature: remove the column(s) or add data"
+            )
+        total, within = summary.total_sd, summary.within_sd
         scale = np.where(within > 1e-12 * total, within, total)
         bad = [f for f, s in zip(self.features, total, strict=True) if not s > 0]
         if bad:
@@ -175,11 +445,21 @@ class SufficientStats:
                 f"feature(s) {bad} take a single value over all rows; a covariance needs "
                 "variation: remove the constant column(s)"
             )
-        return Standardization(mean, scale)
+        return Standardization(summary.center, scale)
 
     def standardize(self, transform: Standardization) -> SufficientStats:
         """Statistics of ``(x - center) / scale``, computed exactly from these."""
         center, scale = transform
-        mean = (self.mean - center) / scale
-        scatter = self.scatter / (scale[:, None] * scale[None, :])
-        return SufficientStats(self.groups, self.features, self.n, mean, scatter)
+        outer = scale[:, None] * scale[None, :]
+        has = self.n[:, None] > 0
+        mean = np.where(has, (self.mean - center) / scale, 0.0)
+        cells = self.incomplete
+        cells = IncompleteCells(
+            cells.group, cells.observed, cells.n,
+            np.where(cells.observed, (cells.mean - center) / scale, 0.0),
+            cells.scatter / outer,
+        )
+        return SufficientStats(
+            self.groups, self.features, self.n, mean, self.scatter / outer, cells,
+            self.empty_rows,
+        )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from groupcov.data.numpy_engine import reduce_array
+from groupcov.data.numpy_engine import reduce_array, reduce_cells
 from groupcov.stats import SufficientStats
 
 __all__ = ["DataError", "reduce_pandas"]
@@ -63,11 +63,10 @@ def _feature_matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
                 f"feature column {f!r} has {int(bad.sum())} infinite value(s) "
                 f"(rows {_rows_preview(bad)}); replace or remove them"
             )
-        if np.isnan(col).any():
-            bad = np.isnan(col)
+        if np.isnan(col).all():
             raise DataError(
-                f"feature column {f!r} has {int(bad.sum())} missing value(s) "
-                f"(rows {_rows_preview(bad)}); fill them or drop those rows"
+                f"feature column {f!r} has no observed values (all {len(col)} are missing); "
+                "leave it out of features="
             )
     return x
 
@@ -109,7 +108,13 @@ def reduce_pandas(df: pd.DataFrame, group: str, features: Sequence[str]) -> Suff
     ------
     DataError
         Naming the column and the problem: missing or duplicated columns, non-numeric
-        or infinite or missing feature values, missing group labels, an empty table.
+        or infinite feature values, a feature with no observed value, missing group
+        labels, an empty table.
+
+    Notes
+    -----
+    Missing feature values (NaN, None, ``pd.NA``) are kept: rows are summarized per
+    (group, pattern of observed features), see :class:`~groupcov.stats.IncompleteCells`.
 
     Examples
     --------
@@ -123,5 +128,8 @@ def reduce_pandas(df: pd.DataFrame, group: str, features: Sequence[str]) -> Suff
         raise DataError("the table has no rows")
     x = _feature_matrix(df, features)
     codes, groups = _group_codes(df[group], group)
+    if np.isnan(x).any():
+        cells = reduce_cells(codes, x, len(groups))
+        return SufficientStats.from_cells(groups, features, *cells)
     n, mean, scatter = reduce_array(codes, x, len(groups))
     return SufficientStats(groups, tuple(features), n.astype(np.int64), mean, scatter)
