@@ -463,3 +463,147 @@ class SufficientStats:
             self.groups, self.features, self.n, mean, self.scatter / outer, cells,
             self.empty_rows,
         )
+
+    def save(self, path) -> None:
+        """Write the statistics to a ``.npz`` file that :meth:`load` reads back exactly.
+
+        File format (version 1): an uncompressed NumPy ``.npz`` archive, written to
+        ``path`` as given (no suffix is added), readable with
+        ``numpy.load(path, allow_pickle=False)``:
+
+        =======================  =======  =============  =====================================
+        entry                    dtype    shape          meaning
+        =======================  =======  =============  =====================================
+        ``metadata``             unicode  ``()``         JSON, see below
+        ``n``                    int64    ``(G,)``       complete rows per group
+        ``mean``                 float64  ``(G, p)``     mean of complete rows
+        ``scatter``              float64  ``(G, p, p)``  centered scatter of complete rows
+        ``empty_rows``           int64    ``(G,)``       rows with no observed feature
+        ``incomplete_group``     int64    ``(K,)``       group index of each cell
+        ``incomplete_observed``  bool     ``(K, p)``     observed features of each cell
+        ``incomplete_n``         int64    ``(K,)``       rows per cell
+        ``incomplete_mean``      float64  ``(K, p)``     mean of observed features (0 else)
+        ``incomplete_scatter``   float64  ``(K, p, p)``  scatter of observed features (0 else)
+        =======================  =======  =============  =====================================
+
+        ``metadata`` holds ``{"format": "groupcov.SufficientStats", "version": 1,
+        "groups": [...], "group_types": [...], "features": [...]}``: the group labels
+        in model order as JSON values with their Python types (``"int"``, ``"float"``,
+        ``"bool"`` or ``"str"``, any Unicode) and the feature names.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to write (overwritten).
+
+        Raises
+        ------
+        ValueError
+            If a group label is not an int, float, bool or str.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> st = SufficientStats((1, 2), ("x",), np.array([2, 1]), np.array([[0.5], [3.0]]),
+        ...                      np.array([[[0.5]], [[0.0]]]))
+        >>> path = os.path.join(tempfile.mkdtemp(), "stats.npz")
+        >>> st.save(path)
+        >>> back = SufficientStats.load(path)
+        >>> back.groups, back.mean.ravel().tolist()
+        ((1, 2), [0.5, 3.0])
+        """
+        import json
+
+        labels, types = [], []
+        for label in self.groups:
+            value = label.item() if isinstance(label, np.generic) else label
+            kind = _LABEL_TYPES.get(type(value))
+            if kind is None or (kind == "float" and not np.isfinite(value)):
+                raise ValueError(
+                    f"group label {label!r} ({type(label).__name__}) cannot be saved: labels "
+                    "must be ints, finite floats, bools or strings; convert them, e.g. to str"
+                )
+            labels.append(value)
+            types.append(kind)
+        metadata = {
+            "format": _FORMAT, "version": _FORMAT_VERSION, "groups": labels,
+            "group_types": types, "features": [str(f) for f in self.features],
+        }
+        cells = self.incomplete
+        arrays = {
+            "metadata": np.array(json.dumps(metadata, ensure_ascii=False)),
+            "n": np.asarray(self.n, dtype=np.int64),
+            "mean": np.asarray(self.mean, dtype=np.float64),
+            "scatter": np.asarray(self.scatter, dtype=np.float64),
+            "empty_rows": np.asarray(self.empty_rows, dtype=np.int64),
+            "incomplete_group": np.asarray(cells.group, dtype=np.int64),
+            "incomplete_observed": np.asarray(cells.observed, dtype=bool),
+            "incomplete_n": np.asarray(cells.n, dtype=np.int64),
+            "incomplete_mean": np.asarray(cells.mean, dtype=np.float64),
+            "incomplete_scatter": np.asarray(cells.scatter, dtype=np.float64),
+        }
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path) -> SufficientStats:
+        """Read statistics written by :meth:`save` (format described there).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not a groupcov statistics file or has a newer format version.
+        """
+        import json
+        import os
+        import zipfile
+
+        name = os.fspath(path)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"statistics file {name!r} does not exist")
+        if not zipfile.is_zipfile(name):
+            raise ValueError(
+                f"{name!r} is not a groupcov statistics file (not an .npz archive); "
+                "write one with SufficientStats.save"
+            )
+        try:
+            with np.load(name, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"{name!r} is not a groupcov statistics file ({error}); "
+                "write one with SufficientStats.save"
+            ) from None
+        if "metadata" not in arrays:
+            raise ValueError(
+                f"{name!r} is not a groupcov statistics file (no 'metadata' entry); "
+                "write one with SufficientStats.save"
+            )
+        metadata = json.loads(str(arrays["metadata"]))
+        if metadata.get("format") != _FORMAT:
+            raise ValueError(f"{name!r} is not a groupcov statistics file")
+        if metadata.get("version", 0) > _FORMAT_VERSION:
+            raise ValueError(
+                f"{name!r} has format version {metadata['version']}, newer than this "
+                f"groupcov reads ({_FORMAT_VERSION}); upgrade groupcov"
+            )
+        convert = {"int": int, "float": float, "bool": bool, "str": str}
+        groups = tuple(
+            convert[kind](value)
+            for value, kind in zip(metadata["groups"], metadata["group_types"], strict=True)
+        )
+        cells = IncompleteCells(
+            arrays["incomplete_group"], arrays["incomplete_observed"], arrays["incomplete_n"],
+            arrays["incomplete_mean"], arrays["incomplete_scatter"],
+        )
+        return cls(
+            groups, tuple(metadata["features"]), arrays["n"], arrays["mean"], arrays["scatter"],
+            cells, arrays["empty_rows"],
+        )
+
+
+_FORMAT = "groupcov.SufficientStats"
+_FORMAT_VERSION = 1
+_LABEL_TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
