@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import pandas as pd
 
 from groupcov.data import DataError, reduce
 from groupcov.inference import run_sampler
-from groupcov.model.build import PARAMETERIZATIONS, POOLING, build_model
+from groupcov.model.build import PARAMETERIZATIONS, POOLING, build_model, set_model_data
 from groupcov.model.priors import Priors
 from groupcov.result import GroupCovResult
 from groupcov.stats import SufficientStats
 
-__all__ = ["GroupCovModel"]
+__all__ = ["GroupCovModel", "MissingValuesWarning"]
+
+
+class MissingValuesWarning(UserWarning):
+    """The data have missing feature values: they are marginalized, not dropped."""
+
+
+def describe_missing(stats: SufficientStats) -> str | None:
+    """One sentence on the missing values in ``stats``; None when there are none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> st = SufficientStats.from_cells(
+    ...     ("a",), ("x", "y"), np.zeros(3, int), np.array([[1, 1], [1, 0], [0, 0]], bool),
+    ...     np.array([5, 2, 1]), np.zeros((3, 2)), np.zeros((3, 2, 2)))
+    >>> for part in describe_missing(st).split("; "):
+    ...     print(part)
+    2 of 8 rows have missing feature values (missing: y 2) in 1 pattern
+    they enter through the likelihood of their observed features, nothing is dropped
+    1 row has no observed feature and carries no information
+    """
+    if not stats.has_missing:
+        return None
+    cells = stats.incomplete
+    total = stats.n_rows + stats.n_empty_rows
+    partial = int(cells.n.sum())
+    per_feature = ((~cells.observed) * cells.n[:, None]).sum(axis=0)
+    missing = ", ".join(
+        f"{f} {int(c)}" for f, c in zip(stats.features, per_feature, strict=True) if c
+    )
+    patterns = len({tuple(o) for o in cells.observed.tolist()})
+    parts = []
+    if partial:
+        parts.append(
+            f"{partial} of {total} rows have missing feature values (missing: {missing}) in "
+            f"{patterns} pattern{'s' if patterns != 1 else ''}; they enter through the "
+            "likelihood of their observed features, nothing is dropped"
+        )
+    if stats.n_empty_rows:
+        n_empty = stats.n_empty_rows
+        parts.append(
+            f"{n_empty} row{' has' if n_empty == 1 else 's have'} no observed feature and "
+            "carr" + ("ies" if n_empty == 1 else "y") + " no information"
+        )
+    return "; ".join(parts)
 
 
 def _default_features(data, group: str) -> list[str]:
@@ -85,6 +131,9 @@ class GroupCovModel:
         if features is None:
             features = _default_features(data, group)
         self.stats = reduce(data, group=group, features=features)
+        message = describe_missing(self.stats)
+        if message:
+            warnings.warn(message, MissingValuesWarning, stacklevel=2)
         if "hierarchical" in (means, covariance) and self.stats.n_groups < 2:
             modes = [a for a, v in (("means", means), ("covariance", covariance))
                      if v == "hierarchical"]
@@ -100,6 +149,33 @@ class GroupCovModel:
         parts = build_model(self.stats, means, covariance, self.priors, parameterization)
         self.model = parts.model
         self.standardization = parts.standardization
+        self.features = list(self.stats.features)
+
+    def set_data(self, data) -> GroupCovModel:
+        """Replace the data by new rows or statistics of the same groups and features.
+
+        The model is not rebuilt: its data containers take the new statistics (and
+        everything derived from them), so a following :meth:`fit` reuses the compiled
+        sampler. Use it to refit after adding a batch of rows
+        (``stats.merge(new_stats)``) or to fit many simulated data sets.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame or SufficientStats
+            With the same group labels and features as the model.
+
+        Returns
+        -------
+        GroupCovModel
+            ``self``.
+        """
+        stats = reduce(data, group=self.group, features=self.features)
+        self.standardization = set_model_data(
+            self.model, stats, self.spec["means"], self.spec["covariance"], self.priors,
+            self.parameterization,
+        )
+        self.stats = stats
+        return self
 
     def fit(
         self,

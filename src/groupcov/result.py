@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import NamedTuple
 
 import arviz as az
@@ -10,15 +12,33 @@ import pandas as pd
 import xarray as xr
 
 from groupcov.distributions.mvnormal import scatter_root
-from groupcov.stats import SufficientStats
+from groupcov.stats import IncompleteCells, SufficientStats
 
-__all__ = ["Diagnostics", "GroupCovResult", "group_log_likelihood"]
+__all__ = [
+    "Diagnostics",
+    "GroupCovResult",
+    "group_log_likelihood",
+    "stats_from_constant_data",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
+def _suffstat_loglik(n, mean, root_t, mu, chol) -> np.ndarray:
+    """``sum_i log N(x_i | mu, L L^T)`` from n, mean and ``R^T`` (S = R^T R)."""
+    p = mean.shape[-1]
+    rhs = np.concatenate([(mean - mu)[..., None], np.broadcast_to(root_t, chol.shape)], axis=-1)
+    solved = np.linalg.solve(chol, rhs)
+    maha = (solved[..., 0] ** 2).sum(-1)
+    trace = (solved[..., 1:] ** 2).sum((-2, -1))
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
+
+
 def group_log_likelihood(stats: SufficientStats, mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Exact log-likelihood of each group's rows, per draw, in the data's units.
+
+    Rows with missing features contribute the likelihood of their observed features.
 
     Parameters
     ----------
@@ -35,17 +55,24 @@ def group_log_likelihood(stats: SufficientStats, mu: np.ndarray, cov: np.ndarray
     """
     chol = np.linalg.cholesky(cov)
     n = stats.n.astype(float)
-    p = stats.n_features
     # solve L X = [xbar - mu, R^T] with S = R^T R: no inverse is formed
     root_t = np.swapaxes(scatter_root(stats.scatter), -1, -2)
-    rhs = np.concatenate(
-        [(stats.mean - mu)[..., None], np.broadcast_to(root_t, chol.shape)], axis=-1
-    )
-    solved = np.linalg.solve(chol, rhs)
-    maha = (solved[..., 0] ** 2).sum(-1)
-    trace = (solved[..., 1:] ** 2).sum((-2, -1))
-    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
+    out = _suffstat_loglik(n, stats.mean, root_t, mu, chol)
+    cells = stats.incomplete
+    if cells.n_cells:
+        p = stats.n_features
+        mask = cells.observed.astype(float)
+        outer = mask[:, :, None] * mask[:, None, :]
+        masked_cov = cov[..., cells.group, :, :] * outer + np.eye(p) * (1.0 - mask)[:, None, :]
+        cell_root_t = np.swapaxes(scatter_root(cells.scatter), -1, -2) * mask[:, :, None]
+        cell = _suffstat_loglik(
+            cells.n.astype(float), cells.mean * mask, cell_root_t,
+            mu[..., cells.group, :] * mask, np.linalg.cholesky(masked_cov),
+        ) + 0.5 * cells.n * (p - mask.sum(axis=1)) * _LOG_2PI
+        groups = np.zeros((cells.n_cells, stats.n_groups))
+        groups[np.arange(cells.n_cells), cells.group] = 1.0
+        out = out + cell @ groups
+    return out
 
 
 class Diagnostics(NamedTuple):
@@ -69,6 +96,44 @@ class Diagnostics(NamedTuple):
 
 
 _PARAMETERS = ("mu", "sigma", "corr", "cov")
+
+
+def _constant_data(stats: SufficientStats, group_dim: str, group_coord) -> xr.Dataset:
+    """The statistics behind a fit, complete rows and (group, pattern) cells."""
+    cells = stats.incomplete
+    return xr.Dataset(
+        {
+            "n": ((group_dim,), stats.n),
+            "sample_mean": ((group_dim, "feature"), stats.mean),
+            "scatter": ((group_dim, "feature", "feature_"), stats.scatter),
+            "empty_rows": ((group_dim,), stats.empty_rows),
+            "cell_group": (("cell",), cells.group),
+            "cell_observed": (("cell", "feature"), cells.observed),
+            "cell_n": (("cell",), cells.n),
+            "cell_mean": (("cell", "feature"), cells.mean),
+            "cell_scatter": (("cell", "feature", "feature_"), cells.scatter),
+        },
+        coords={
+            group_dim: group_coord,
+            "feature": list(stats.features),
+            "feature_": list(stats.features),
+            "cell": np.arange(cells.n_cells),
+        },
+    )
+
+
+def stats_from_constant_data(constant_data: xr.Dataset) -> SufficientStats:
+    """The :class:`SufficientStats` stored by :meth:`GroupCovResult.from_posterior`."""
+    cd = constant_data
+    cells = IncompleteCells(
+        cd["cell_group"].values.astype(np.int64), cd["cell_observed"].values.astype(bool),
+        cd["cell_n"].values.astype(np.int64), cd["cell_mean"].values, cd["cell_scatter"].values,
+    )
+    return SufficientStats(
+        tuple(cd["group"].values.tolist()), tuple(str(f) for f in cd["feature"].values),
+        cd["n"].values.astype(np.int64), cd["sample_mean"].values, cd["scatter"].values,
+        cells, cd["empty_rows"].values.astype(np.int64),
+    )
 
 
 class GroupCovResult:
@@ -102,18 +167,7 @@ class GroupCovResult:
                 {"obs": (("chain", "draw", group_dim), loglik)},
                 coords={"chain": post.chain, "draw": post.draw, group_dim: post[group_dim]},
             ),
-            constant_data=xr.Dataset(
-                {
-                    "n": ((group_dim,), stats.n),
-                    "sample_mean": ((group_dim, "feature"), stats.mean),
-                    "scatter": ((group_dim, "feature", "feature_"), stats.scatter),
-                },
-                coords={
-                    group_dim: post[group_dim],
-                    "feature": list(stats.features),
-                    "feature_": list(stats.features),
-                },
-            ),
+            constant_data=_constant_data(stats, group_dim, post[group_dim]),
         )
         return cls(idata, stats, spec)
 
@@ -220,6 +274,43 @@ class GroupCovResult:
     def mean(self, group) -> pd.Series:
         """Posterior mean of the mean vector of ``group``."""
         return pd.Series(self._posterior_mean("mu", group).values, index=self.features)
+
+    def save(self, path) -> Path:
+        """Write the fit to one netCDF file that :meth:`load` reads back.
+
+        The file is the InferenceData: posterior, sample stats, log-likelihood, the
+        statistics in ``constant_data`` and the model spec as JSON in the posterior's
+        ``groupcov_spec`` attribute.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file name, or an existing directory (then ``posterior.nc`` inside it).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "posterior.nc"
+        self.idata.posterior.attrs["groupcov_spec"] = json.dumps(self.spec)
+        self.idata.to_netcdf(str(path))
+        return path
+
+    @classmethod
+    def load(cls, path) -> GroupCovResult:
+        """Read a fit written by :meth:`save` (a file, or a directory with ``posterior.nc``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "posterior.nc"
+        with az.rc_context({"data.load": "eager"}):
+            idata = az.from_netcdf(str(path))
+        if "constant_data" not in idata.groups() or "posterior" not in idata.groups():
+            raise KeyError(f"{path} has no posterior and constant_data groups")
+        spec = json.loads(idata.posterior.attrs.get("groupcov_spec", "{}"))
+        return cls(idata, stats_from_constant_data(idata.constant_data), spec)
 
     def __repr__(self) -> str:
         d = self.diagnostics()

@@ -22,7 +22,14 @@ from pymc.distributions.distribution import Continuous
 from pytensor.tensor import TensorVariable
 from pytensor.tensor.random.op import RandomVariable
 
-__all__ = ["MvNormalSuffStats", "pack_suffstats", "scatter_root", "solve_lower", "suffstat_logp"]
+__all__ = [
+    "MvNormalSuffStats",
+    "masked_suffstat_logp",
+    "pack_suffstats",
+    "scatter_root",
+    "solve_lower",
+    "suffstat_logp",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -103,6 +110,48 @@ def suffstat_logp(n, mean, root, mu, chol) -> TensorVariable:
     logdet = 2.0 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     p = mean.shape[-1].astype("float64")
     return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
+
+
+def masked_suffstat_logp(n, mean, root, mu, chol, observed) -> TensorVariable:
+    """Marginal log-likelihood of rows that observe only some features.
+
+    Each batch entry (a cell of rows sharing a pattern of observed features) contributes
+    the exact normal log-likelihood of its observed sub-vectors. With ``M`` the 0/1
+    mask, the covariance is replaced by ``M Sigma M + (I - M)``: its Cholesky factor is
+    the factor of the observed block with unit rows and columns elsewhere, so the
+    observed part is computed exactly and the unobserved part contributes nothing.
+
+    Parameters
+    ----------
+    n : tensor_like, shape ``(...)``
+        Rows per cell.
+    mean : tensor_like, shape ``(..., p)``
+        Mean of the observed features (any value where unobserved).
+    root : tensor_like, shape ``(..., p, p)``
+        ``R`` with ``R^T R`` the scatter of the observed features (zero elsewhere).
+    mu : tensor_like, shape ``(..., p)``
+        Mean parameter of the full vector.
+    chol : tensor_like, shape ``(..., p, p)``
+        Cholesky factor of the full covariance.
+    observed : tensor_like, shape ``(..., p)``
+        1 where the cell observes a feature, 0 where not.
+
+    Returns
+    -------
+    TensorVariable, shape ``(...)``
+    """
+    mask = pt.as_tensor_variable(observed).astype("float64")
+    chol = pt.as_tensor_variable(chol)
+    cov = chol @ pt.swapaxes(chol, -1, -2)
+    outer = mask[..., :, None] * mask[..., None, :]
+    eye = pt.eye(mask.shape[-1], dtype="float64")
+    masked_cov = cov * outer + eye * (1.0 - mask)[..., None, :]
+    masked_chol = pt.linalg.cholesky(masked_cov, check_finite=False, on_error="nan")
+    full = suffstat_logp(
+        n, mean * mask, root * mask[..., None, :], mu * mask, masked_chol
+    )
+    missing = pt.sum(1.0 - mask, axis=-1)
+    return full + 0.5 * pt.as_tensor_variable(n) * missing * _LOG_2PI
 
 
 class _MvNormalSuffStatsRV(RandomVariable):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,55 +40,79 @@ def enable_compilation_cache() -> None:
 
 
 def _jax_function(model):
-    """One JAX function: unconstrained values -> [logp, *constrained variables]."""
+    """One JAX function: (unconstrained values, data) -> [logp, *constrained variables].
+
+    The model's data containers are inputs, not constants, so one compiled sampler
+    serves every data set of the same shapes.
+    """
     from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.graph.replace import graph_replace
 
     outputs = model.unobserved_value_vars
-    fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp(), *outputs])
-    return model.value_vars, fn, outputs
+    data_vars = list(model.data_vars)
+    data_inputs = [v.type() for v in data_vars]
+    for var, inp in zip(data_vars, data_inputs, strict=True):
+        inp.name = var.name
+    graph = graph_replace(
+        [model.logp(), *outputs], dict(zip(data_vars, data_inputs, strict=True)), strict=False
+    )
+    fn = get_jaxified_graph(inputs=[*model.value_vars, *data_inputs], outputs=graph)
+    return model.value_vars, data_vars, fn, outputs
 
 
 def _map_chains(fn, chains: int):
-    """``pmap`` over CPU devices when there are enough of them, else ``vmap`` + ``jit``."""
+    """``pmap`` over CPU devices when there are enough of them, else ``vmap`` + ``jit``.
+
+    ``fn(key, params, data)``: keys and parameters are per chain, data are shared.
+    """
     import jax
 
     if jax.default_backend() == "cpu" and jax.local_device_count() >= chains > 1:
-        return jax.pmap(fn)
-    return jax.jit(jax.vmap(fn))
+        return jax.pmap(fn, in_axes=(0, 0, None))
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))
 
 
-def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOutput:
-    """Sample with NumPyro's NUTS; returns constrained draws of every model variable."""
-    try:
-        import jax
-        import jax.numpy as jnp
-        from numpyro.infer.hmc import hmc
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise missing_backend("numpyro", "numpyro") from err
+class _Compiled(NamedTuple):
+    names: list
+    data_vars: list
+    outputs: list
+    run: Any
 
-    enable_compilation_cache()
-    start = time.perf_counter()
-    value_vars, fn, outputs = _jax_function(model)
+
+# compiled samplers per model, keyed by what fixes the traced program
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _structure_key(model, settings: SamplerSettings, kwargs: dict) -> tuple:
+    return (
+        tuple(model.named_vars),
+        tuple(str(v.type) for v in model.value_vars),
+        settings.draws,
+        settings.tune,
+        settings.chains,
+        settings.target_accept,
+        tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+    )
+
+
+def _compile(model, settings: SamplerSettings, kwargs: dict) -> _Compiled:
+    import jax
+    from numpyro.infer.hmc import hmc
+
+    value_vars, data_vars, fn, outputs = _jax_function(model)
     names = [v.name for v in value_vars]
 
-    def potential(params):
-        return -fn(*[params[n] for n in names])[0]
+    def run_chain(key, params, data):
+        def potential(params):
+            return -fn(*[params[n] for n in names], *data)[0]
 
-    def constrained(params):
-        return fn(*[params[n] for n in names])[1:]
+        def constrained(params):
+            return fn(*[params[n] for n in names], *data)[1:]
 
-    draws, tune, chains = settings.draws, settings.tune, settings.chains
-    points = initial_points(model, chains, settings.random_seed)
-    init = {
-        n: jnp.asarray(np.stack([np.asarray(pt[n], dtype="float64") for pt in points]))
-        for n in names
-    }
-    init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
-
-    def run_chain(key, params):
+        init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
         state = init_kernel(
             params,
-            num_warmup=tune,
+            num_warmup=settings.tune,
             target_accept_prob=settings.target_accept,
             rng_key=key,
             **kwargs,
@@ -103,16 +128,46 @@ def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOu
                 state.energy, state.potential_energy,
             )
 
-        state, _ = jax.lax.scan(warm, state, None, length=tune)
-        _, trace = jax.lax.scan(draw, state, None, length=draws)
+        state, _ = jax.lax.scan(warm, state, None, length=settings.tune)
+        _, trace = jax.lax.scan(draw, state, None, length=settings.draws)
         return trace
 
+    return _Compiled(names, data_vars, outputs, _map_chains(run_chain, settings.chains))
+
+
+def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOutput:
+    """Sample with NumPyro's NUTS; returns constrained draws of every model variable.
+
+    The compiled sampler is kept with the model: sampling the same model again, also
+    after new data were put into its containers (same shapes), compiles nothing.
+    """
+    try:
+        import jax
+        import jax.numpy as jnp
+        import numpyro  # noqa: F401
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise missing_backend("numpyro", "numpyro") from err
+
+    enable_compilation_cache()
+    start = time.perf_counter()
+    key = _structure_key(model, settings, kwargs)
+    per_model = _CACHE.setdefault(model, {})
+    compiled = per_model.get(key)
+    if compiled is None:
+        compiled = per_model[key] = _compile(model, settings, kwargs)
+    chains = settings.chains
+    points = initial_points(model, chains, settings.random_seed)
+    init = {
+        n: jnp.asarray(np.stack([np.asarray(pt[n], dtype="float64") for pt in points]))
+        for n in compiled.names
+    }
+    data = tuple(jnp.asarray(v.get_value(borrow=True)) for v in compiled.data_vars)
     keys = jax.random.split(jax.random.PRNGKey(settings.random_seed), chains)
     values, diverging, num_steps, accept, energy, potential_energy = jax.block_until_ready(
-        _map_chains(run_chain, chains)(keys, init)
+        compiled.run(keys, init, data)
     )
     sampling_time = time.perf_counter() - start
-    draws_out = {v.name: np.asarray(x) for v, x in zip(outputs, values, strict=True)}
+    draws_out = {v.name: np.asarray(x) for v, x in zip(compiled.outputs, values, strict=True)}
     steps = np.asarray(num_steps)
     stats = {
         "diverging": np.asarray(diverging),
@@ -122,4 +177,6 @@ def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOu
         "energy": np.asarray(energy),
         "lp": -np.asarray(potential_energy),
     }
-    return SamplerOutput(draws_out, stats, {"sampling_time": sampling_time, "tuning_steps": tune})
+    return SamplerOutput(
+        draws_out, stats, {"sampling_time": sampling_time, "tuning_steps": settings.tune}
+    )

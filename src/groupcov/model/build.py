@@ -28,18 +28,32 @@ from groupcov.distributions.lkj import (
     corr_cholesky_from_unconstrained,
     cpc_beta_parameter,
 )
-from groupcov.distributions.mvnormal import MvNormalSuffStats, pack_suffstats
+from groupcov.distributions.mvnormal import (
+    MvNormalSuffStats,
+    masked_suffstat_logp,
+    pack_suffstats,
+)
 from groupcov.model.centering import group_estimates
 from groupcov.model.priors import Priors
 from groupcov.stats import Standardization, SufficientStats
 
-__all__ = ["PARAMETERIZATIONS", "POOLING", "ModelParts", "build_model", "coords_for"]
+__all__ = [
+    "DATA_DIMS",
+    "PARAMETERIZATIONS",
+    "POOLING",
+    "ModelParts",
+    "build_model",
+    "coords_for",
+    "model_data",
+    "set_model_data",
+]
 
 POOLING = ("pooled", "unpooled", "hierarchical")
 PARAMETERIZATIONS = ("auto", "centered", "noncentered")
 Pooling = Literal["pooled", "unpooled", "hierarchical"]
 
 GROUP, FEATURE, FEATURE_, PAIR, STAT = "group", "feature", "feature_", "pair", "stat"
+CELL = "cell"
 _NO_INFORMATION = 1e100
 
 
@@ -49,7 +63,7 @@ class ModelParts(NamedTuple):
     model: pm.Model
     standardization: Standardization
     priors: Priors
-    estimates: dict
+    data: dict
 
 
 def pair_labels(features) -> list[str]:
@@ -83,29 +97,22 @@ def _fixed_centering(name, loc, scale, weight: float, dims):
     return loc + pt.exp((1.0 - weight) * log_scale) * (raw - weight * loc)
 
 
-def _data_centered(name, loc, scale, estimate, variance, dims):
+def _data_centered(name, loc, scale, estimate, log_variance, dims):
     """``theta ~ N(loc, scale)``, sampled as a standardized posterior residual.
 
-    With the group's own estimate ``estimate`` of ``theta`` and its sampling variance
-    ``variance`` (``inf`` where the group has no information), the Gaussian
+    With the group's own estimate ``estimate`` of ``theta`` and the log of its sampling
+    variance ``log_variance`` (huge where the group has no information), the Gaussian
     approximation of the conditional posterior of ``theta`` is ``N(m, s)`` with
     ``w = scale**2 / (scale**2 + variance)``, ``m = w * estimate + (1 - w) * loc`` and
     ``s = scale * sqrt(1 - w)``. The sampler sees ``eps = (theta - m) / s``, whose
     prior is ``N(w * (loc - estimate) / s, 1 / sqrt(1 - w))``: its posterior is close
     to standard normal whatever the between-group spread, so neither the funnel of the
     centered form nor the ridge of the non-centered form appears. Groups without
-    information get exactly the non-centered form.
+    information get exactly the non-centered form (``w == 0`` to double precision).
     """
-    variance = np.asarray(variance, dtype="float64")
-    informed = np.isfinite(variance)
-    if not informed.any():
-        return _fixed_centering(name, loc, scale, 0.0, dims)
-    # an uninformed group: variance so large that w == 0 to double precision
-    log_v = pt.constant(np.log(np.where(informed, variance, _NO_INFORMATION)))
-    estimate = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
     log_scale = pt.log(scale)
     # log(1 - w) = log v - log(scale^2 + v)
-    log_1mw = log_v - pt.logaddexp(2.0 * log_scale, log_v)
+    log_1mw = log_variance - pt.logaddexp(2.0 * log_scale, log_variance)
     w = -pt.expm1(log_1mw)
     log_s = log_scale + 0.5 * log_1mw
     eps = pm.Normal(
@@ -130,8 +137,8 @@ class LocPrior(NamedTuple):
 
 
 def normal_loc(sigma) -> LocPrior:
-    """``N(0, sigma)`` population location."""
-    sigma = np.asarray(sigma, dtype="float64")
+    """``N(0, sigma)`` population location (``sigma`` an array or a tensor)."""
+    sigma = pt.as_tensor_variable(sigma)
 
     def make(name, shift, scale, dims):
         return pm.Normal(name, mu=-shift / scale, sigma=sigma / scale, dims=dims)
@@ -157,11 +164,12 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
     return LocPrior(make, plain, 2.0 / special.polygamma(1, b))
 
 
-def hierarchical_normal(name, loc_prior: LocPrior, tau, estimate, variance, dims, param):
+def hierarchical_normal(name, loc_prior: LocPrior, tau, dims, param, data):
     """Population location ``loc`` and group values ``theta_g ~ N(loc, tau)``.
 
     ``param="auto"`` samples both through their Gaussian conditional posteriors given
-    ``tau`` (from each group's own estimate and its sampling variance): ``loc`` as
+    ``tau``, from each group's own estimate and its sampling variance (the data
+    containers ``{name}_estimate`` and ``{name}_log_variance``): ``loc`` as
     ``m + s * xi`` and each ``theta_g`` via :func:`_data_centered`. The prior is
     unchanged; the sampler sees coordinates that are close to independent standard
     normals whether the groups are small or large, alike or different.
@@ -175,36 +183,34 @@ def hierarchical_normal(name, loc_prior: LocPrior, tau, estimate, variance, dims
         loc = loc_prior.plain(f"{name}_pop", loc_dims)
         weight = 1.0 if param == "centered" else 0.0
         return loc, _fixed_centering(name, loc, tau, weight, dims)
-    variance = np.asarray(variance, dtype="float64")
-    informed = np.isfinite(variance)
-    v = pt.constant(np.where(informed, variance, _NO_INFORMATION))
-    est = pt.constant(np.where(informed, estimate, 0.0).astype("float64"))
-    precision = 1.0 / (v + tau**2)
+    est, log_v = data[f"{name}_estimate"], data[f"{name}_log_variance"]
+    precision = 1.0 / (pt.exp(log_v) + tau**2)
     total = loc_prior.precision + pt.sum(precision, axis=0)
     shift = pt.sum(precision * est, axis=0) / total
     scale = 1.0 / pt.sqrt(total)
     xi = loc_prior.make(f"{name}_pop_xi", shift, scale, loc_dims)
     loc = shift + scale * xi
-    return loc, _data_centered(name, loc, tau, estimate, variance, dims)
+    return loc, _data_centered(name, loc, tau, est, log_v, dims)
 
 
 # --- means --------------------------------------------------------------------------------
 
 
-def _means_pooled(stats, priors, mu_sigma, est, param):
-    mu_pop = pm.Normal("mu_pop_z", 0.0, mu_sigma, dims=FEATURE)
+def _means_pooled(stats, priors, data, param):
+    mu_pop = pm.Normal("mu_pop_z", 0.0, data["mu_sigma"], dims=FEATURE)
     return pt.broadcast_to(mu_pop, (stats.n_groups, stats.n_features)), {"mu_pop": mu_pop}
 
 
-def _means_unpooled(stats, priors, mu_sigma, est, param):
-    return pm.Normal("mu_z", 0.0, mu_sigma, dims=(GROUP, FEATURE)), {}
+def _means_unpooled(stats, priors, data, param):
+    return pm.Normal("mu_z", 0.0, data["mu_sigma"], dims=(GROUP, FEATURE)), {}
 
 
-def _means_hierarchical(stats, priors, mu_sigma, est, param):
+def _means_hierarchical(stats, priors, data, param):
+    mu_sigma = data["mu_sigma"]
     tau_sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
     mu_tau = pm.HalfNormal("mu_tau_z", tau_sigma, dims=FEATURE)
     mu_pop, mu = hierarchical_normal(
-        "mu_z", normal_loc(mu_sigma), mu_tau, *est["mu"], (GROUP, FEATURE), param
+        "mu_z", normal_loc(mu_sigma), mu_tau, (GROUP, FEATURE), param, data
     )
     return mu, {"mu_pop": mu_pop, "mu_tau": mu_tau}
 
@@ -216,7 +222,7 @@ def _sd_dist(priors, shape):
     return pm.LogNormal.dist(mu=0.0, sigma=priors.log_sd_sigma, shape=shape)
 
 
-def _cov_pooled(stats, priors, est, param):
+def _cov_pooled(stats, priors, data, param):
     p = stats.n_features
     chol = LKJCholeskyCov(
         "chol_pop_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (p,)),
@@ -225,7 +231,7 @@ def _cov_pooled(stats, priors, est, param):
     return pt.broadcast_to(chol, (stats.n_groups, p, p)), {}
 
 
-def _cov_unpooled(stats, priors, est, param):
+def _cov_unpooled(stats, priors, data, param):
     p = stats.n_features
     chol = LKJCholeskyCov(
         "chol_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (stats.n_groups, p)),
@@ -234,19 +240,19 @@ def _cov_unpooled(stats, priors, est, param):
     return chol, {}
 
 
-def _cov_hierarchical(stats, priors, est, param):
+def _cov_hierarchical(stats, priors, data, param):
     g, p = stats.n_groups, stats.n_features
     sd_tau = pm.HalfNormal("sd_tau", priors.sd_tau_sigma, dims=FEATURE)
     log_sd_pop, log_sd = hierarchical_normal(
-        "log_sd_z", normal_loc(np.full(p, priors.log_sd_sigma)), sd_tau, *est["sd"],
-        (GROUP, FEATURE), param,
+        "log_sd_z", normal_loc(np.full(p, priors.log_sd_sigma)), sd_tau, (GROUP, FEATURE),
+        param, data,
     )
     hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
     if p > 1:
         b = cpc_beta_parameter(priors.eta, p)
         corr_tau = pm.HalfNormal("corr_tau", priors.corr_tau_sigma)
         atanh_pop, atanh_cpc = hierarchical_normal(
-            "cpc_z", atanh_beta_loc(b), corr_tau, *est["corr"], (GROUP, PAIR), param
+            "cpc_z", atanh_beta_loc(b), corr_tau, (GROUP, PAIR), param, data
         )
         hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
     else:
@@ -259,9 +265,10 @@ _MEANS = {"pooled": _means_pooled, "unpooled": _means_unpooled, "hierarchical": 
 _COVS = {"pooled": _cov_pooled, "unpooled": _cov_unpooled, "hierarchical": _cov_hierarchical}
 
 
-def _report(stats, std, mu_z, chol_z, hyper) -> None:
+def _report(stats, data, mu_z, chol_z, hyper) -> None:
     """Deterministics in the data's units."""
-    center, scale = (pt.as_tensor_variable(a) for a in std)
+    p = stats.n_features
+    center, scale = (pt.specify_shape(data[k], (p,)) for k in ("center", "scale"))
     corr, sd_z = corr_and_stds(chol_z)
     sigma = scale * sd_z
     pm.Deterministic("mu", center + scale * mu_z, dims=(GROUP, FEATURE))
@@ -277,9 +284,135 @@ def _report(stats, std, mu_z, chol_z, hyper) -> None:
     if "log_sd_pop" in hyper:
         pm.Deterministic("sigma_pop", scale * pt.exp(hyper["log_sd_pop"]), dims=FEATURE)
     if "atanh_cpc_pop" in hyper:
-        p = stats.n_features
         pop_chol = corr_cholesky_from_unconstrained(hyper["atanh_cpc_pop"], p)
         pm.Deterministic("corr_pop", corr_and_stds(pop_chol)[0], dims=(FEATURE, FEATURE_))
+
+
+# --- data containers ----------------------------------------------------------------------
+
+#: Dimensions of every data container a model may hold.
+DATA_DIMS = {
+    "center": (FEATURE,),
+    "scale": (FEATURE,),
+    "mu_sigma": (FEATURE,),
+    "n_rows": (GROUP,),
+    "suffstats": (GROUP, STAT, FEATURE),
+    "cell_group": (CELL,),
+    "cell_n": (CELL,),
+    "cell_observed": (CELL, FEATURE),
+    "cell_suffstats": (CELL, STAT, FEATURE),
+    "mu_z_estimate": (GROUP, FEATURE),
+    "mu_z_log_variance": (GROUP, FEATURE),
+    "log_sd_z_estimate": (GROUP, FEATURE),
+    "log_sd_z_log_variance": (GROUP, FEATURE),
+    "cpc_z_estimate": (GROUP, PAIR),
+    "cpc_z_log_variance": (GROUP, PAIR),
+}
+
+
+def model_data(
+    stats: SufficientStats,
+    means: Pooling,
+    covariance: Pooling,
+    priors: Priors,
+    parameterization: str,
+) -> tuple[dict[str, np.ndarray], Standardization]:
+    """Every data-derived array the model reads, by container name.
+
+    The statistics, the standardization, data-scaled prior scales and (for the
+    data-informed parameterization) each group's own estimates: everything that
+    changes when the data change, so a built model can take new statistics with
+    :func:`set_model_data` and keep its compiled functions.
+
+    Returns
+    -------
+    values : dict
+        Container name -> array (see :data:`DATA_DIMS` for the dims).
+    standardization : Standardization
+    """
+    std = stats.standardization()
+    z = stats.standardize(std)
+    p = stats.n_features
+    mu_sigma = (
+        np.full(p, float(priors.mu_sigma)) if priors.mu_sigma is not None
+        else 2.0 * _spread(stats, std)
+    )
+    values = {
+        "center": std.center,
+        "scale": std.scale,
+        "mu_sigma": mu_sigma,
+        "n_rows": z.n.astype("float64"),
+        "suffstats": pack_suffstats(z.mean, z.scatter),
+    }
+    cells = z.incomplete
+    if cells.n_cells:
+        values.update(
+            cell_group=cells.group.astype("int64"),
+            cell_n=cells.n.astype("float64"),
+            cell_observed=cells.observed.astype("float64"),
+            cell_suffstats=pack_suffstats(cells.mean, cells.scatter),
+        )
+    if parameterization == "auto":
+        est = group_estimates(z)
+        hierarchical = []
+        if means == "hierarchical":
+            hierarchical.append(("mu_z", "mu"))
+        if covariance == "hierarchical":
+            hierarchical.append(("log_sd_z", "sd"))
+            if p > 1:
+                hierarchical.append(("cpc_z", "corr"))
+        for name, key in hierarchical:
+            estimate, variance = est[key]
+            informed = np.isfinite(variance)
+            values[f"{name}_estimate"] = np.where(informed, estimate, 0.0)
+            values[f"{name}_log_variance"] = np.log(np.where(informed, variance, _NO_INFORMATION))
+    return {k: np.asarray(v, dtype="float64") if k != "cell_group" else v
+            for k, v in values.items()}, std
+
+
+def _check_same_structure(model: pm.Model, values: dict, stats: SufficientStats) -> None:
+    have = {name for name in DATA_DIMS if name in model.named_vars}
+    if set(values) != have:
+        extra = sorted(set(values) - have)
+        gone = sorted(have - set(values))
+        raise ValueError(
+            "the new statistics need a differently structured model "
+            f"(new data containers {extra}, unused {gone}: e.g. missing values appeared "
+            "or disappeared); build a new model"
+        )
+    groups = list(model.coords[GROUP])
+    features = list(model.coords[FEATURE])
+    if list(stats.groups) != groups or list(stats.features) != features:
+        raise ValueError(
+            f"the model was built for groups {groups} and features {features}; the new "
+            f"statistics have groups {list(stats.groups)} and features "
+            f"{list(stats.features)}: build a new model"
+        )
+
+
+def set_model_data(
+    model: pm.Model,
+    stats: SufficientStats,
+    means: Pooling,
+    covariance: Pooling,
+    priors: Priors,
+    parameterization: str,
+) -> Standardization:
+    """Put new statistics (same groups and features) into a built model, in place.
+
+    Equivalent to building the model from ``stats``, but the graph is kept, so
+    compiled samplers are reused.
+
+    Returns
+    -------
+    Standardization
+        The new data's standardization.
+    """
+    values, std = model_data(stats, means, covariance, priors, parameterization)
+    _check_same_structure(model, values, stats)
+    coords = {CELL: np.arange(len(values["cell_n"]))} if "cell_n" in values else None
+    pm.set_data(values, model=model, coords=coords)
+    return std
 
 
 def build_model(
@@ -294,7 +427,8 @@ def build_model(
     Parameters
     ----------
     stats : SufficientStats
-        Per-group statistics in the data's units.
+        Per-group statistics in the data's units; rows with missing features
+        contribute the exact marginal likelihood of their observed features.
     means, covariance : {"pooled", "unpooled", "hierarchical"}
         Pooling of the group means and of the group covariance matrices.
     priors : Priors, optional
@@ -306,36 +440,48 @@ def build_model(
     Returns
     -------
     ModelParts
+
+    Notes
+    -----
+    Everything computed from the data lives in ``pm.Data`` containers
+    (:data:`DATA_DIMS`), so :func:`set_model_data` can swap in new statistics.
     """
     priors = priors or Priors()
-    std = stats.standardization()
-    z = stats.standardize(std)
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(
             f"parameterization must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
         )
-    estimates = group_estimates(z)
+    values, std = model_data(stats, means, covariance, priors, parameterization)
     p = stats.n_features
-    mu_sigma = (
-        np.full(p, priors.mu_sigma) if priors.mu_sigma is not None else 2.0 * _spread(stats, std)
-    )
+    coords = coords_for(stats)
+    if "cell_n" in values:
+        coords[CELL] = np.arange(len(values["cell_n"]))
     # parameters are valid by construction: no run-time bound checks in the graph
-    with pm.Model(coords=coords_for(stats), check_bounds=False) as model:
-        n_rows = pm.Data("n_rows", z.n.astype(float), dims=GROUP)
-        packed = pack_suffstats(z.mean, z.scatter)
-        values = pm.Data("suffstats", packed, dims=(GROUP, STAT, FEATURE))
-        mu_z, hyper_mu = _MEANS[means](z, priors, mu_sigma, estimates, parameterization)
-        chol_z, hyper_cov = _COVS[covariance](z, priors, estimates, parameterization)
+    with pm.Model(coords=coords, check_bounds=False) as model:
+        data = {name: pm.Data(name, v, dims=DATA_DIMS[name]) for name, v in values.items()}
+        mu_z, hyper_mu = _MEANS[means](stats, priors, data, parameterization)
+        chol_z, hyper_cov = _COVS[covariance](stats, priors, data, parameterization)
         chol_z = pt.specify_shape(chol_z, (stats.n_groups, p, p))
         MvNormalSuffStats(
-            "obs", n=n_rows, mu=mu_z, chol=chol_z, observed=values, dims=(GROUP, STAT, FEATURE)
+            "obs", n=data["n_rows"], mu=mu_z, chol=chol_z, observed=data["suffstats"],
+            dims=(GROUP, STAT, FEATURE),
         )
-        _report(stats, std, mu_z, chol_z, {**hyper_mu, **hyper_cov})
-    return ModelParts(model, std, priors, estimates)
+        if "cell_n" in data:
+            idx = data["cell_group"]
+            packed = data["cell_suffstats"]
+            pm.Potential(
+                "obs_incomplete",
+                pt.sum(
+                    masked_suffstat_logp(
+                        data["cell_n"], packed[:, 0, :], packed[:, 1:, :], mu_z[idx],
+                        chol_z[idx], data["cell_observed"],
+                    )
+                ),
+            )
+        _report(stats, data, mu_z, chol_z, {**hyper_mu, **hyper_cov})
+    return ModelParts(model, std, priors, values)
 
 
 def _spread(stats: SufficientStats, std: Standardization) -> np.ndarray:
     """Total sd over pooled within-group sd per feature (>= 1)."""
-    n, _, scatter = stats.pooled()
-    total = np.sqrt(np.diag(scatter) / max(n - 1.0, 1.0))
-    return np.maximum(total / std.scale, 1.0)
+    return np.maximum(stats.feature_summary().total_sd / std.scale, 1.0)

@@ -7,12 +7,14 @@ conditional posterior, ``w * est_g + (1 - w) * loc`` with ``w = tau^2 / (tau^2 +
 evaluated at the current ``tau``). ``est_g`` and ``v_g`` come from the group's own rows
 and large-sample theory:
 
-- mean of feature j: the sample mean, ``v = s_gj^2 / n_g`` (standardized units);
-- log standard deviation: ``log s_gj``, ``v = 1 / (2 (n_g - 1))``;
+- mean of feature j: the sample mean, ``v = s_gj^2 / n_gj`` (standardized units);
+- log standard deviation: ``log s_gj``, ``v = 1 / (2 (n_gj - 1))``;
 - ``atanh`` of the CPC in column j (a partial correlation given j variables): from the
   sample correlation matrix, ``v = 1 / (n_g - 3 - j)`` (Fisher).
 
-Where a group has too few rows for an estimate, ``v_g = inf`` (non-centered form).
+Means and standard deviations use every observed value of a feature (``n_gj`` of them,
+rows with missing features included); correlations use the complete rows. Where a group
+has too few rows for an estimate, ``v_g = inf`` (non-centered form).
 """
 
 from __future__ import annotations
@@ -82,14 +84,16 @@ def group_estimates(z: SufficientStats) -> dict:
     """
     g, p = z.n_groups, z.n_features
     n = z.n.astype(float)
-    diag = np.diagonal(z.scatter, axis1=1, axis2=2)
+    # means and sds from every observed value of a feature; correlations from complete rows
+    count, mean, sum_sq = z.available()
     with np.errstate(invalid="ignore"):
-        var = diag * _positive_inverse(n - 1.0)[:, None]
+        var = sum_sq * _positive_inverse(count - 1.0)
     usable = np.isfinite(var) & (var > 0)
-    v_mu = np.where(usable, var, 1.0) * _positive_inverse(n)[:, None]
+    v_mu = np.where(usable, var, 1.0) * _positive_inverse(count)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_sd = np.where(usable, 0.5 * np.log(np.where(usable, var, 1.0)), 0.0)
-    v_sd = np.where(usable, _positive_inverse(2.0 * (n - 1.0))[:, None], np.inf)
+    v_sd = np.where(usable, _positive_inverse(2.0 * (count - 1.0)), np.inf)
+    diag = np.diagonal(z.scatter, axis1=1, axis2=2)
     upper_r, _ = np.triu_indices(p, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         sd = np.sqrt(diag)
@@ -99,4 +103,4 @@ def group_estimates(z: SufficientStats) -> dict:
     ok = np.isfinite(cpc) & (np.abs(cpc) < 1.0)
     atanh_cpc = np.where(ok, np.arctanh(np.where(ok, cpc, 0.0)), 0.0)
     v_corr = np.where(ok, _positive_inverse(n[:, None] - 3.0 - upper_r[None, :]), np.inf)
-    return {"mu": (z.mean, v_mu), "sd": (log_sd, v_sd), "corr": (atanh_cpc, v_corr)}
+    return {"mu": (mean, v_mu), "sd": (log_sd, v_sd), "corr": (atanh_cpc, v_corr)}
