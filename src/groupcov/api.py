@@ -12,7 +12,7 @@ from groupcov.inference import run_sampler
 from groupcov.model.build import PARAMETERIZATIONS, POOLING, build_model, set_model_data
 from groupcov.model.priors import Priors
 from groupcov.result import GroupCovResult
-from groupcov.stats import SufficientStats
+from groupcov.stats import Standardization, SufficientStats
 
 __all__ = ["GroupCovModel", "MissingValuesWarning"]
 
@@ -94,6 +94,11 @@ class GroupCovModel:
     parameterization : {"auto", "centered", "noncentered"}
         Sampler geometry of hierarchical parameters; ``"auto"`` adapts to each group's
         size and to the between-group spread (the model is the same).
+    standardization : Standardization or (center, scale), optional
+        Fixed per-feature center and scale of the fitting scale. By default they come
+        from the data (pooled mean, pooled within-group sd), which makes the default
+        priors unit-free; fix them (with ``priors={"mu_sigma": ...}``) when the prior
+        must not depend on the data, e.g. for simulation-based calibration.
 
     Attributes
     ----------
@@ -120,6 +125,7 @@ class GroupCovModel:
         covariance: str = "hierarchical",
         priors: Priors | dict | None = None,
         parameterization: str = "auto",
+        standardization: Standardization | tuple | None = None,
     ):
         for arg, value in (("means", means), ("covariance", covariance)):
             if value not in POOLING:
@@ -146,7 +152,13 @@ class GroupCovModel:
         self.spec = {"means": means, "covariance": covariance}
         self.priors = Priors.from_user(priors)
         self.parameterization = parameterization
-        parts = build_model(self.stats, means, covariance, self.priors, parameterization)
+        self.fixed_standardization = (
+            None if standardization is None else Standardization(*standardization)
+        )
+        parts = build_model(
+            self.stats, means, covariance, self.priors, parameterization,
+            self.fixed_standardization,
+        )
         self.model = parts.model
         self.standardization = parts.standardization
         self.features = list(self.stats.features)
@@ -172,7 +184,7 @@ class GroupCovModel:
         stats = reduce(data, group=self.group, features=self.features)
         self.standardization = set_model_data(
             self.model, stats, self.spec["means"], self.spec["covariance"], self.priors,
-            self.parameterization,
+            self.parameterization, self.fixed_standardization,
         )
         self.stats = stats
         return self

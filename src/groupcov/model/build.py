@@ -316,6 +316,7 @@ def model_data(
     covariance: Pooling,
     priors: Priors,
     parameterization: str,
+    standardization: Standardization | None = None,
 ) -> tuple[dict[str, np.ndarray], Standardization]:
     """Every data-derived array the model reads, by container name.
 
@@ -324,13 +325,19 @@ def model_data(
     changes when the data change, so a built model can take new statistics with
     :func:`set_model_data` and keep its compiled functions.
 
+    Parameters
+    ----------
+    standardization : Standardization, optional
+        A fixed center and scale per feature instead of the data's own; with it and
+        a fixed ``priors.mu_sigma`` the prior does not depend on the data.
+
     Returns
     -------
     values : dict
         Container name -> array (see :data:`DATA_DIMS` for the dims).
     standardization : Standardization
     """
-    std = stats.standardization()
+    std = stats.standardization() if standardization is None else _fixed(standardization, stats)
     z = stats.standardize(std)
     p = stats.n_features
     mu_sigma = (
@@ -370,6 +377,16 @@ def model_data(
             for k, v in values.items()}, std
 
 
+def _fixed(std: Standardization, stats: SufficientStats) -> Standardization:
+    center, scale = (np.broadcast_to(np.asarray(a, dtype="float64"), (stats.n_features,))
+                     for a in std)
+    if not np.all(np.isfinite(center)) or not np.all(scale > 0):
+        raise ValueError(
+            f"standardization needs finite centers and positive scales, got {std}"
+        )
+    return Standardization(center.copy(), scale.copy())
+
+
 def _check_same_structure(model: pm.Model, values: dict, stats: SufficientStats) -> None:
     have = {name for name in DATA_DIMS if name in model.named_vars}
     if set(values) != have:
@@ -397,6 +414,7 @@ def set_model_data(
     covariance: Pooling,
     priors: Priors,
     parameterization: str,
+    standardization: Standardization | None = None,
 ) -> Standardization:
     """Put new statistics (same groups and features) into a built model, in place.
 
@@ -408,7 +426,7 @@ def set_model_data(
     Standardization
         The new data's standardization.
     """
-    values, std = model_data(stats, means, covariance, priors, parameterization)
+    values, std = model_data(stats, means, covariance, priors, parameterization, standardization)
     _check_same_structure(model, values, stats)
     coords = {CELL: np.arange(len(values["cell_n"]))} if "cell_n" in values else None
     pm.set_data(values, model=model, coords=coords)
@@ -421,6 +439,7 @@ def build_model(
     covariance: Pooling = "hierarchical",
     priors: Priors | None = None,
     parameterization: Literal["auto", "centered", "noncentered"] = "auto",
+    standardization: Standardization | None = None,
 ) -> ModelParts:
     """Build the PyMC model of per-group means and covariances.
 
@@ -436,6 +455,9 @@ def build_model(
     parameterization : {"auto", "centered", "noncentered"}
         Geometry of hierarchical group parameters; ``"auto"`` sets each group's
         centering weight from its size and the spread between groups.
+    standardization : Standardization, optional
+        Fixed per-feature center and scale of the fitting scale (default: the data's
+        pooled mean and within-group sd).
 
     Returns
     -------
@@ -451,7 +473,7 @@ def build_model(
         raise ValueError(
             f"parameterization must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
         )
-    values, std = model_data(stats, means, covariance, priors, parameterization)
+    values, std = model_data(stats, means, covariance, priors, parameterization, standardization)
     p = stats.n_features
     coords = coords_for(stats)
     if "cell_n" in values:
