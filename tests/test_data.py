@@ -161,15 +161,20 @@ def test_single_feature_as_string_is_accepted():
     "data",
     [
         [[1.0, 2.0], [3.0, 4.0]],
-        np.ones((4, 2)),
         {"grp": ["a", "b"], "x": [1.0, 2.0]},
     ],
-    ids=["list", "ndarray", "dict"],
+    ids=["list", "dict"],
 )
 def test_unsupported_data_type(data):
     with pytest.raises(DataError, match="unsupported data type") as info:
         reduce(data, "grp", ["x"])
     assert type(data).__name__ in str(info.value)
+
+
+def test_array_needs_labels_not_a_column_name():
+    with pytest.raises(DataError, match="group= as one label per row") as info:
+        reduce(np.ones((4, 2)), "grp", ["x", "y"])
+    assert "'grp'" in str(info.value)
 
 
 def test_int_group_labels():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from groupcov.data import DataError, reduce
+from groupcov.data import DataError, reduce, warn_feature_problems
 from groupcov.inference import run_sampler
 from groupcov.model.build import PARAMETERIZATIONS, POOLING, build_model, set_model_data
 from groupcov.model.priors import Priors
@@ -137,6 +137,7 @@ class GroupCovModel:
         if features is None:
             features = _default_features(data, group)
         self.stats = reduce(data, group=group, features=features)
+        warn_feature_problems(self.stats, stacklevel=2)
         message = describe_missing(self.stats)
         if message:
             warnings.warn(message, MissingValuesWarning, stacklevel=2)

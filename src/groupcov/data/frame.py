@@ -1,4 +1,4 @@
-"""Validation of tables and reduction of pandas DataFrames."""
+"""Validation and in-memory reduction of pandas DataFrames and labelled NumPy arrays."""
 
 from __future__ import annotations
 
@@ -8,87 +8,121 @@ import numpy as np
 import pandas as pd
 
 from groupcov.data.numpy_engine import reduce_array, reduce_cells
+from groupcov.data.validate import (
+    DataError,
+    all_missing_error,
+    check_columns,
+    infinite_error,
+    missing_labels_error,
+    no_rows_error,
+    non_numeric_error,
+    order_labels,
+    python_label,
+    rows_text,
+)
 from groupcov.stats import SufficientStats
 
-__all__ = ["DataError", "reduce_pandas"]
+__all__ = [
+    "DataError",
+    "check_columns",
+    "check_numeric",
+    "group_codes",
+    "numeric_columns",
+    "reduce_arrays",
+    "reduce_pandas",
+]
 
 
-class DataError(ValueError):
-    """Input data that cannot be used as given; the message says what to change."""
+def is_numeric_dtype(dtype) -> bool:
+    """Whether a pandas dtype holds numbers (booleans count as 0/1)."""
+    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
 
-def _rows_preview(mask: np.ndarray, limit: int = 5) -> str:
-    rows = np.flatnonzero(mask)
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (", ..." if rows.size > limit else "")
+def numeric_columns(df: pd.DataFrame, group: str) -> list[str]:
+    """Numeric columns of ``df`` other than ``group`` (the default features)."""
+    return [c for c in df.columns if c != group and is_numeric_dtype(df[c].dtype)]
 
 
-def check_columns(columns: Sequence, group: str, features: Sequence[str]) -> list[str]:
-    """Check that ``group`` and ``features`` name distinct existing columns."""
-    features = [features] if isinstance(features, str) else list(features)
-    if not features:
-        raise DataError("no feature columns given: pass features=[...] with at least one name")
-    columns = list(columns)
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise DataError(f"the table has duplicated column names {dupes}: rename them")
-    repeated = sorted({f for f in features if features.count(f) > 1})
-    if repeated:
-        raise DataError(f"feature(s) {repeated} listed more than once in features=")
-    if group in features:
-        raise DataError(f"column {group!r} is both the group column and a feature")
-    missing = [c for c in [group, *features] if c not in columns]
-    if missing:
-        raise DataError(
-            f"column(s) {missing} not found in the table; available columns: {columns}"
-        )
-    return features
+def check_numeric(df: pd.DataFrame, features: Sequence[str]) -> None:
+    """Raise :class:`DataError` naming the first non-numeric feature column."""
+    for f in features:
+        dtype = df[f].dtype
+        if not is_numeric_dtype(dtype):
+            example = df[f].dropna().iloc[:1].tolist()
+            raise non_numeric_error(f, dtype, example)
+
+
+def float_matrix(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """Feature columns as a float array with NaN where missing."""
+    return df[list(features)].to_numpy(dtype=float, na_value=np.nan)
+
+
+def infinite_cells(x: np.ndarray) -> list[np.ndarray]:
+    """Row positions of infinite values, per column."""
+    bad = np.isinf(x)
+    return [np.flatnonzero(bad[:, j]) for j in range(x.shape[1])] if bad.any() else []
 
 
 def _feature_matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
-    for f in features:
-        dtype = df[f].dtype
-        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            example = df[f].dropna().iloc[:1].tolist()
-            raise DataError(
-                f"feature column {f!r} is not numeric (dtype {dtype}, e.g. {example}); "
-                "convert it to numbers or leave it out of features="
-            )
-    x = df[features].to_numpy(dtype=float, na_value=np.nan)
-    for j, f in enumerate(features):
-        col = x[:, j]
-        if np.isinf(col).any():
-            bad = np.isinf(col)
-            raise DataError(
-                f"feature column {f!r} has {int(bad.sum())} infinite value(s) "
-                f"(rows {_rows_preview(bad)}); replace or remove them"
-            )
-        if np.isnan(col).all():
-            raise DataError(
-                f"feature column {f!r} has no observed values (all {len(col)} are missing); "
-                "leave it out of features="
-            )
+    check_numeric(df, features)
+    x = float_matrix(df, features)
+    for f, rows in zip(features, infinite_cells(x), strict=False):
+        if rows.size:
+            raise infinite_error(f, int(rows.size), rows_text(rows))
+    observed = (~np.isnan(x)).sum(axis=0)
+    for f, count in zip(features, observed, strict=True):
+        if count == 0:
+            raise all_missing_error(f, len(x))
     return x
 
 
-def _group_codes(labels: pd.Series, group: str) -> tuple[np.ndarray, tuple]:
+def label_categories(labels) -> list | None:
+    """Categories of a categorical label column, or None."""
+    dtype = getattr(labels, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return list(dtype.categories)
+    return None
+
+
+def group_codes(
+    labels, group: str | None, source: str | None = None
+) -> tuple[np.ndarray, tuple]:
+    """Group index of each row and the ordered group labels.
+
+    Labels follow :func:`~groupcov.data.validate.order_labels`: categories of a
+    categorical column in their order (unused ones dropped), other labels sorted.
+
+    Raises
+    ------
+    DataError
+        If any label is missing, naming the column, the count and rows.
+    """
+    labels = pd.Series(labels) if not isinstance(labels, pd.Series) else labels
     missing = labels.isna().to_numpy()
     if missing.any():
-        raise DataError(
-            f"group column {group!r} has {int(missing.sum())} missing label(s) "
-            f"(rows {_rows_preview(missing)}); drop those rows or give them a group"
-        )
-    if isinstance(labels.dtype, pd.CategoricalDtype):
-        labels = labels.cat.remove_unused_categories()
-        return labels.cat.codes.to_numpy().astype(np.int64), tuple(labels.cat.categories)
-    try:
-        codes, uniques = pd.factorize(labels, sort=True)
-    except TypeError:  # labels of mixed, unorderable types
-        codes, uniques = pd.factorize(labels, sort=False)
-    return codes.astype(np.int64), tuple(uniques.tolist())
+        rows = np.flatnonzero(missing)
+        raise missing_labels_error(group, int(rows.size), rows_text(rows), source)
+    codes, uniques = pd.factorize(labels, sort=False)
+    plain = [python_label(u) for u in list(uniques)]
+    ordered = order_labels(plain, label_categories(labels))
+    position = {label: i for i, label in enumerate(ordered)}
+    remap = np.array([position[u] for u in plain], dtype=np.int64)
+    return remap[codes], tuple(ordered)
 
 
-def reduce_pandas(df: pd.DataFrame, group: str, features: Sequence[str]) -> SufficientStats:
+def _reduce_matrix(
+    codes: np.ndarray, x: np.ndarray, groups: tuple, features: list[str]
+) -> SufficientStats:
+    if np.isnan(x).any():
+        cells = reduce_cells(codes, x, len(groups))
+        return SufficientStats.from_cells(groups, features, *cells)
+    n, mean, scatter = reduce_array(codes, x, len(groups))
+    return SufficientStats(groups, tuple(features), n.astype(np.int64), mean, scatter)
+
+
+def reduce_pandas(
+    df: pd.DataFrame, group: str, features: Sequence[str] | None = None
+) -> SufficientStats:
     """Per-group sufficient statistics of a pandas DataFrame.
 
     Parameters
@@ -97,8 +131,8 @@ def reduce_pandas(df: pd.DataFrame, group: str, features: Sequence[str]) -> Suff
         One row per observation.
     group : str
         Column holding the group labels.
-    features : sequence of str
-        Numeric feature columns.
+    features : sequence of str, optional
+        Numeric feature columns; default: every numeric column except ``group``.
 
     Returns
     -------
@@ -123,13 +157,81 @@ def reduce_pandas(df: pd.DataFrame, group: str, features: Sequence[str]) -> Suff
     >>> st.groups, st.n.tolist(), st.mean.ravel().tolist()
     (('a', 'b'), [2, 1], [3.0, 1.0])
     """
-    features = check_columns(df.columns, group, features)
+    if features is None and group in df.columns:
+        features = numeric_columns(df, group)
+        if not features:
+            raise DataError(
+                f"no numeric feature columns besides {group!r}; pass features=[...]"
+            )
+    features = check_columns(df.columns, group, features if features is not None else [])
     if len(df) == 0:
-        raise DataError("the table has no rows")
+        raise no_rows_error()
     x = _feature_matrix(df, features)
-    codes, groups = _group_codes(df[group], group)
-    if np.isnan(x).any():
-        cells = reduce_cells(codes, x, len(groups))
-        return SufficientStats.from_cells(groups, features, *cells)
-    n, mean, scatter = reduce_array(codes, x, len(groups))
-    return SufficientStats(groups, tuple(features), n.astype(np.int64), mean, scatter)
+    codes, groups = group_codes(df[group], group)
+    return _reduce_matrix(codes, x, groups, features)
+
+
+def reduce_arrays(x, labels, features: Sequence[str] | None = None) -> SufficientStats:
+    """Per-group sufficient statistics of an ``(N, p)`` array and ``N`` group labels.
+
+    Parameters
+    ----------
+    x : array_like, shape ``(N, p)``
+        Numeric feature values, NaN where missing.
+    labels : array_like, shape ``(N,)``
+        Group label of each row (ints, strings, a ``pandas.Categorical``...).
+    features : sequence of str, optional
+        Names of the ``p`` columns; default ``x0, x1, ...``.
+
+    Returns
+    -------
+    SufficientStats
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 2.0], [3.0, 2.0], [0.0, 1.0]])
+    >>> st = reduce_arrays(x, ["a", "a", "b"], features=["u", "v"])
+    >>> st.groups, st.features, st.mean.tolist()
+    (('a', 'b'), ('u', 'v'), [[2.0, 2.0], [0.0, 1.0]])
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise DataError(
+            f"a NumPy array of features must be 2-D (rows x features), not shape {arr.shape}; "
+            "reshape a single feature with x.reshape(-1, 1)"
+        )
+    if isinstance(labels, str) or np.ndim(labels) != 1:
+        raise DataError(
+            f"with a NumPy array, pass group= as one label per row (a sequence of {len(arr)} "
+            f"labels), not {labels!r}"
+            if isinstance(labels, str) else
+            f"group labels must be 1-D with one label per row, not shape {np.shape(labels)}"
+        )
+    if len(labels) != len(arr):
+        raise DataError(
+            f"group= has {len(labels)} labels but the array has {len(arr)} rows; "
+            "pass one label per row"
+        )
+    n_cols = arr.shape[1]
+    features = [f"x{j}" for j in range(n_cols)] if features is None else (
+        [features] if isinstance(features, str) else list(features))
+    if len(features) != n_cols:
+        raise DataError(
+            f"features= has {len(features)} names but the array has {n_cols} columns; "
+            "pass one name per column"
+        )
+    if not features:
+        raise DataError("the array has no feature columns")
+    check_columns(["\0group", *features], "\0group", features)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"the feature array is not numeric (dtype {arr.dtype}, e.g. "
+            f"{arr.ravel()[:1].tolist()}); convert it with x.astype(float)"
+        )
+    df = pd.DataFrame(arr.astype(float, copy=False), columns=features)
+    if len(df) == 0:
+        raise no_rows_error("the array")
+    x = _feature_matrix(df, features)
+    labels = labels.reset_index(drop=True) if isinstance(labels, pd.Series) else pd.Series(labels)
+    codes, groups = group_codes(labels, None)
+    return _reduce_matrix(codes, x, groups, features)

@@ -6,7 +6,14 @@ import numpy as np
 
 from groupcov.stats import combine
 
-__all__ = ["pattern_codes", "reduce_array", "reduce_cells"]
+__all__ = [
+    "merge_cells",
+    "pattern_codes",
+    "reduce_array",
+    "reduce_cells",
+    "relative_cells",
+    "relative_moments",
+]
 
 CHUNK_ROWS = 262_144
 
@@ -29,14 +36,52 @@ def _chunk_stats(codes: np.ndarray, x: np.ndarray, n_groups: int):
     return n, mean, scatter
 
 
+def _group_shift(codes: np.ndarray, x: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's first row (zeros for absent groups), shape ``(n_groups, p)``."""
+    shift = np.zeros((n_groups, x.shape[1]))
+    present, first = np.unique(codes, return_index=True)
+    shift[present] = x[first]
+    return shift
+
+
+def relative_moments(
+    codes: np.ndarray, x: np.ndarray, n_groups: int, chunk_rows: int = CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counts, reference rows, means relative to them, and scatters of coded rows.
+
+    Each group's rows are taken relative to its first row (the reference), each
+    chunk is reduced with a two-pass (centered) computation and chunks are merged
+    pairwise, so neither a large common offset nor groups far apart cost precision.
+
+    Returns
+    -------
+    n : numpy.ndarray, shape ``(G,)``
+    ref : numpy.ndarray, shape ``(G, p)``
+        First row of each group (0 for absent groups).
+    dmean : numpy.ndarray, shape ``(G, p)``
+        Mean minus ``ref``.
+    scatter : numpy.ndarray, shape ``(G, p, p)``
+    """
+    p = x.shape[1]
+    ref = _group_shift(codes, x, n_groups)
+    n = np.zeros(n_groups)
+    dmean = np.zeros((n_groups, p))
+    scatter = np.zeros((n_groups, p, p))
+    for start in range(0, len(codes), chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        part = _chunk_stats(codes[rows], x[rows] - ref[codes[rows]], n_groups)
+        n, dmean, scatter = combine(n, dmean, scatter, *part)
+    return n, ref, dmean, scatter
+
+
 def reduce_array(
     codes: np.ndarray, x: np.ndarray, n_groups: int, chunk_rows: int = CHUNK_ROWS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts ``(G,)``, means ``(G, p)`` and scatters ``(G, p, p)`` of coded rows.
 
-    Rows are shifted by the first row, each chunk is reduced with a two-pass
-    (centered) computation and chunks are merged pairwise, so a large common offset
-    in a column does not cost precision.
+    Rows are taken relative to their group's first row, each chunk is reduced with a
+    two-pass (centered) computation and chunks are merged pairwise, so a large
+    offset of a column or of a group does not cost precision.
 
     Parameters
     ----------
@@ -55,18 +100,9 @@ def reduce_array(
     >>> n.tolist(), mean.ravel().tolist(), scatter.ravel().tolist()
     ([2.0, 1.0], [2.0, 5.0], [2.0, 0.0])
     """
-    p = x.shape[1]
-    # work relative to the first row: chunk means stay small, so merging them loses
-    # nothing to a large common offset
-    shift = x[0].copy() if len(x) else np.zeros(p)
-    n = np.zeros(n_groups)
-    mean = np.zeros((n_groups, p))
-    scatter = np.zeros((n_groups, p, p))
-    for start in range(0, len(codes), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        part = _chunk_stats(codes[rows], x[rows] - shift, n_groups)
-        n, mean, scatter = combine(n, mean, scatter, *part)
-    return n, np.where(n[:, None] > 0, mean + shift, 0.0), scatter
+    codes = np.asarray(codes, dtype=np.int64)
+    n, ref, dmean, scatter = relative_moments(codes, x, n_groups, chunk_rows)
+    return n, np.where(n[:, None] > 0, ref + dmean, 0.0), scatter
 
 
 def pattern_codes(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +120,7 @@ def pattern_codes(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ([[True, False], [True, True]], [0, 1, 0])
     """
     observed = np.asarray(observed, dtype=bool)
-    n, p = observed.shape
+    p = observed.shape[1]
     if p <= 62:
         bits = observed.astype(np.int64) @ (np.int64(1) << np.arange(p, dtype=np.int64))
         keys, index = np.unique(bits, return_inverse=True)
@@ -92,6 +128,84 @@ def pattern_codes(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return patterns, index.reshape(-1)
     patterns, index = np.unique(observed, axis=0, return_inverse=True)
     return patterns, index.reshape(-1)
+
+
+def relative_cells(
+    codes: np.ndarray, x: np.ndarray, n_groups: int, chunk_rows: int = CHUNK_ROWS
+) -> tuple[np.ndarray, ...]:
+    """Statistics per (group, pattern) cell, means relative to a reference row.
+
+    Returns
+    -------
+    group, observed, n, ref, dmean, scatter : numpy.ndarray
+        Group index, observed features, count, reference (the cell's first row, 0
+        where unobserved), mean minus reference, and scatter of each cell. Partial
+        cells of the same (group, pattern) merge without loss with :func:`merge_cells`.
+    """
+    x = np.asarray(x, dtype=float)
+    observed = ~np.isnan(x)
+    patterns, pattern = pattern_codes(observed)
+    key = np.asarray(codes, dtype=np.int64) * len(patterns) + pattern
+    keys, cell = np.unique(key, return_inverse=True)
+    filled = np.where(observed, x, 0.0)
+    n, ref, dmean, scatter = relative_moments(cell.reshape(-1), filled, len(keys), chunk_rows)
+    return keys // len(patterns), patterns[keys % len(patterns)], n, ref, dmean, scatter
+
+
+def merge_cells(
+    group: np.ndarray,
+    observed: np.ndarray,
+    n: np.ndarray,
+    ref: np.ndarray,
+    dmean: np.ndarray,
+    scatter: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Merge partial cells of the same (group, pattern) pairwise, keeping precision.
+
+    The difference of two partial means is taken as ``(ref_b - ref_a) + (dmean_b -
+    dmean_a)``: references are data values of the same cell, so their difference is
+    exact when they are close, and the relative means are small.
+
+    Returns
+    -------
+    group, observed, n, mean, scatter : numpy.ndarray
+        One entry per distinct (group, pattern), as taken by
+        :meth:`groupcov.stats.SufficientStats.from_cells`.
+
+    Examples
+    --------
+    >>> x = np.array([[1e9 + 0.25], [1e9 + 0.5], [1e9 + 1.0]])
+    >>> a = relative_cells(np.array([0, 0]), x[:2], 1)
+    >>> b = relative_cells(np.array([0]), x[2:], 1)
+    >>> g, obs, n, mean, scatter = merge_cells(*(np.concatenate(z) for z in zip(a, b)))
+    >>> n.tolist(), round(float(mean[0, 0]) - 1e9, 6), round(float(scatter[0, 0, 0]), 15)
+    ([3.0], 0.583333, 0.291666666666667)
+    """
+    group = np.asarray(group, dtype=np.int64)
+    observed = np.asarray(observed, dtype=bool)
+    patterns, pattern = pattern_codes(observed) if len(observed) else (observed, group)
+    key = group * max(len(patterns), 1) + pattern
+    keys, cell = np.unique(key, return_inverse=True)
+    cell = cell.reshape(-1)
+    k, p = len(keys), observed.shape[1]
+    first = np.zeros(k, dtype=np.int64)
+    first[cell[::-1]] = np.arange(len(cell))[::-1]
+    base = np.asarray(ref, dtype=float)[first]
+    c_n, c_dmean, c_scatter = np.zeros(k), np.zeros((k, p)), np.zeros((k, p, p))
+    order = np.argsort(cell, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order)) - np.searchsorted(cell[order], cell[order])
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):
+        sel = rank == r
+        idx = cell[sel]
+        moved = (np.asarray(ref)[sel] - base[idx]) + np.asarray(dmean)[sel]
+        c_n[idx], c_dmean[idx], c_scatter[idx] = combine(
+            c_n[idx], c_dmean[idx], c_scatter[idx], np.asarray(n)[sel], moved,
+            np.asarray(scatter)[sel],
+        )
+    c_observed = patterns[keys % max(len(patterns), 1)] if k else np.zeros((0, p), bool)
+    mean = np.where(c_observed, base + c_dmean, 0.0)
+    return keys // max(len(patterns), 1), c_observed, c_n, mean, c_scatter
 
 
 def reduce_cells(
@@ -123,18 +237,5 @@ def reduce_cells(
     >>> obs.tolist(), n.tolist(), mean[:, 0].tolist(), scatter[:, 0, 0].tolist()
     ([[True, False], [True, True]], [2.0, 1.0], [4.0, 1.0], [2.0, 0.0])
     """
-    x = np.asarray(x, dtype=float)
-    p = x.shape[1]
-    observed = ~np.isnan(x)
-    patterns, pattern = pattern_codes(observed)
-    key = np.asarray(codes, dtype=np.int64) * len(patterns) + pattern
-    keys, cell = np.unique(key, return_inverse=True)
-    # shift each feature by its first observed value, then zero-fill: within a cell an
-    # unobserved feature is constant 0, so its mean and scatter entries are 0
-    first = np.argmax(observed, axis=0)
-    shift = np.where(observed.any(axis=0), x[first, np.arange(p)], 0.0)
-    filled = np.where(observed, x - shift, 0.0)
-    n, mean, scatter = reduce_array(cell.reshape(-1), filled, len(keys), chunk_rows)
-    cell_observed = patterns[keys % len(patterns)]
-    mean = np.where(cell_observed, mean + shift, 0.0)
-    return keys // len(patterns), cell_observed, n, mean, scatter
+    group, observed, n, ref, dmean, scatter = relative_cells(codes, x, n_groups, chunk_rows)
+    return group, observed, n, np.where(observed, ref + dmean, 0.0), scatter

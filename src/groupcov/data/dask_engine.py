@@ -1,0 +1,165 @@
+"""Reduction of a Dask DataFrame on the cluster that holds it.
+
+Each partition is reduced where it lives, with the NumPy engine, to (group label,
+pattern) cells and a few counts for validation; only these small summaries travel to
+the client, which orders the groups, checks the data, merges the cells of all
+partitions (means relative to a reference row of each cell, so offsets cost no
+precision) and assembles them with :meth:`~groupcov.stats.SufficientStats.from_cells`.
+The computation runs on Dask's current scheduler: the ``dask.distributed`` client in
+use, if any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from groupcov.data.frame import float_matrix, is_numeric_dtype, label_categories
+from groupcov.data.numpy_engine import merge_cells, relative_cells
+from groupcov.data.validate import (
+    DataError,
+    all_missing_error,
+    check_columns,
+    infinite_error,
+    missing_labels_error,
+    no_rows_error,
+    non_numeric_error,
+    order_labels,
+    python_label,
+    rows_text,
+)
+from groupcov.stats import SufficientStats
+
+__all__ = ["partition_cells", "reduce_dask"]
+
+SOURCE = "the Dask DataFrame"
+SHOWN_ROWS = 6
+
+
+def partition_cells(part: pd.DataFrame, group: str, features: Sequence[str]) -> dict:
+    """Cells and validation counts of one partition (runs on a worker).
+
+    Returns
+    -------
+    dict
+        ``rows``; ``missing_rows``/``missing_count`` of group labels;
+        ``inf_rows``/``inf_count`` per feature; ``categories`` of a categorical
+        group column; and, when the partition is valid, ``labels`` and ``cells``
+        (group index into ``labels``, observed, n, mean, scatter).
+    """
+    labels = part[group]
+    missing = labels.isna().to_numpy()
+    x = float_matrix(part, features)
+    infinite = np.isinf(x)
+    summary = {
+        "rows": len(part),
+        "missing_rows": np.flatnonzero(missing)[:SHOWN_ROWS],
+        "missing_count": int(missing.sum()),
+        "inf_rows": [np.flatnonzero(infinite[:, j])[:SHOWN_ROWS] for j in range(x.shape[1])],
+        "inf_count": infinite.sum(axis=0),
+        "categories": label_categories(labels),
+        "labels": [],
+        "cells": None,
+    }
+    if len(part) and not missing.any() and not infinite.any():
+        codes, uniques = pd.factorize(labels, sort=False)
+        summary["labels"] = [python_label(u) for u in list(uniques)]
+        summary["cells"] = relative_cells(codes, x, len(uniques))
+    return summary
+
+
+def _global_rows(parts: list[dict], rows_key: str, pick) -> list[int]:
+    """Positions in the whole frame of the first flagged rows of each partition."""
+    rows, offset = [], 0
+    for part in parts:
+        rows.extend(int(offset + r) for r in pick(part[rows_key]))
+        offset += part["rows"]
+    return rows
+
+
+def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> SufficientStats:
+    """Per-group statistics of a Dask DataFrame, computed partition by partition.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The rows.
+    group : str
+        Group column.
+    features : sequence of str, optional
+        Numeric feature columns; default: every numeric column except ``group``.
+
+    Returns
+    -------
+    SufficientStats
+        The same statistics as reducing the computed pandas DataFrame.
+    """
+    import dask
+
+    columns = list(ddf.columns)
+    dtypes = ddf.dtypes
+    if features is None and group in columns:
+        features = [c for c in columns if c != group and is_numeric_dtype(dtypes[c])]
+        if not features:
+            raise DataError(
+                f"{SOURCE} has no numeric feature columns besides {group!r}; "
+                "pass features=[...]"
+            )
+    features = check_columns(columns, group, features if features is not None else [], SOURCE)
+    for f in features:
+        if not is_numeric_dtype(dtypes[f]):
+            raise non_numeric_error(f, dtypes[f], source=SOURCE)
+    tasks = [
+        dask.delayed(partition_cells)(part, group, features)
+        for part in ddf[[group, *features]].to_delayed()
+    ]
+    parts = list(dask.compute(*tasks))
+    n_rows = sum(part["rows"] for part in parts)
+    if n_rows == 0:
+        raise no_rows_error(SOURCE)
+    for j, f in enumerate(features):
+        count = int(sum(part["inf_count"][j] for part in parts))
+        if count:
+            rows = _global_rows(parts, "inf_rows", lambda r, j=j: r[j])
+            raise infinite_error(f, count, rows_text(rows[:5], total=count), SOURCE)
+    valid = [part for part in parts if part["cells"] is not None]
+    observed_counts = np.zeros(len(features))
+    for part in valid:
+        _, observed, n, *_ = part["cells"]
+        observed_counts += (observed * n[:, None]).sum(axis=0)
+    for f, count in zip(features, observed_counts, strict=True):
+        if count == 0:
+            raise all_missing_error(f, n_rows, SOURCE)
+    count = sum(part["missing_count"] for part in parts)
+    if count:
+        rows = _global_rows(parts, "missing_rows", lambda r: r)
+        raise missing_labels_error(group, count, rows_text(rows[:5], total=count), SOURCE)
+    categories = _categories(dtypes[group], parts)
+    seen = list(dict.fromkeys(label for part in valid for label in part["labels"]))
+    ordered = order_labels(seen, categories)
+    position = {label: i for i, label in enumerate(ordered)}
+    pieces = []
+    for part in valid:
+        remap = np.array([position[label] for label in part["labels"]], dtype=np.int64)
+        codes, *rest = part["cells"]
+        pieces.append((remap[codes], *rest))
+    merged = merge_cells(*(np.concatenate(arrays) for arrays in zip(*pieces, strict=True)))
+    return SufficientStats.from_cells(ordered, features, *merged)
+
+
+def _categories(dtype, parts: list[dict]) -> list | None:
+    """Category order of a categorical group column (known, or united over partitions)."""
+    if not isinstance(dtype, pd.CategoricalDtype):
+        return None
+    known = dtype.categories is not None and "__UNKNOWN_CATEGORIES__" not in list(
+        dtype.categories
+    )
+    if known:
+        return list(dtype.categories)
+    seen = {}
+    for part in parts:
+        for c in part["categories"] or []:
+            seen.setdefault(python_label(c), None)
+    return list(seen)

@@ -1,0 +1,450 @@
+"""Out-of-core reduction inside DuckDB: files, SQL queries, relations, Arrow tables.
+
+The table never enters Python: one ``GROUP BY`` over the group column and the
+pattern of observed features returns, per (group, pattern) cell, the row count and
+Kahan-summed (``fsum``) first and second moments of the features shifted by a value
+taken from the data. With the shift, ``scatter = sum(d d^T) - n dbar dbar^T`` loses
+about ``eps * (1 + n dbar^2 / scatter)`` relative precision; where that factor is
+large (group means far from the shift, e.g. groups at very different offsets) a
+second pass re-centres every cell on its own mean from the first pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from groupcov.data.validate import (
+    DataError,
+    all_missing_error,
+    check_columns,
+    infinite_error,
+    missing_labels_error,
+    no_rows_error,
+    non_numeric_error,
+    order_labels,
+    rows_text,
+)
+from groupcov.stats import SufficientStats
+
+__all__ = ["open_path", "reduce_relation", "reduce_source"]
+
+NUMERIC_TYPES = frozenset({
+    "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
+    "uinteger", "ubigint", "uhugeint", "float", "double", "decimal", "boolean",
+})
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".bz2")
+NULL_STRINGS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null")
+BITS_PER_KEY = 62
+CONDITION_LIMIT = 1e3
+"""Re-centre cells whose ``n dbar^2 / scatter`` exceeds this (precision ~ eps * limit)."""
+PROBE_ROWS = 10_000
+VIEW = "groupcov_source"
+
+
+def _ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def file_kind(path: str) -> str:
+    """``"parquet"`` or ``"csv"``, from the suffix or the Parquet magic bytes."""
+    name = path.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        name = name.removesuffix(suffix)
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith((".csv", ".tsv", ".txt", ".dat")):
+        return "csv"
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            if handle.read(4) == b"PAR1":
+                return "parquet"
+    return "csv"
+
+
+def open_path(path: str | os.PathLike, con) -> tuple[object, str, str]:
+    """A DuckDB relation reading a CSV or Parquet file (or glob pattern).
+
+    Returns
+    -------
+    relation, source, kind
+        The relation, how messages name the file, and ``"csv"`` or ``"parquet"``.
+
+    Raises
+    ------
+    DataError
+        If the file does not exist, is a directory or cannot be read as a table.
+    """
+    text = os.fspath(path)
+    source = f"file {text!r}"
+    if not any(c in text for c in "*?["):
+        file = Path(text)
+        if not file.exists():
+            raise DataError(
+                f"{source} does not exist (working directory {os.getcwd()!r}); "
+                "check the path"
+            )
+        if file.is_dir():
+            raise DataError(
+                f"{text!r} is a directory, not a table; pass a file or a glob pattern "
+                f"such as {os.path.join(text, '*.parquet')!r}"
+            )
+    kind = file_kind(text)
+    if kind == "parquet":
+        reader = f"read_parquet({_literal(text)})"
+    else:
+        nulls = ", ".join(_literal(s) for s in NULL_STRINGS)
+        reader = f"read_csv({_literal(text)}, nullstr = [{nulls}])"
+    import duckdb
+
+    try:
+        relation = con.sql(f"SELECT * FROM {reader}")
+        relation.columns  # noqa: B018  (binds: reads the schema now)
+    except duckdb.Error as error:
+        raise DataError(
+            f"{source} could not be read as a {kind.upper()} table "
+            f"({_first_line(error)}); check that it is a {kind.upper()} file"
+        ) from None
+    return relation, source, kind
+
+
+def _type_id(dtype) -> str:
+    return str(getattr(dtype, "id", dtype)).lower()
+
+
+def _enum_values(dtype) -> list | None:
+    if _type_id(dtype) != "enum":
+        return None
+    for name, values in getattr(dtype, "children", []):
+        if name == "values":
+            return list(values)
+    return None
+
+
+def _query(relation, sql: str) -> dict:
+    return relation.query(VIEW, sql).fetchnumpy()
+
+
+def _filled(values, fill=0.0) -> np.ndarray:
+    return np.ma.filled(np.ma.asarray(values), fill)
+
+
+def _clean_sql(group: str, group_type: str, features: Sequence[str]) -> str:
+    g = _ident(group)
+    if group_type in ("float", "double"):
+        g = f"CASE WHEN isnan({g}) THEN NULL ELSE {g} END"
+    values = []
+    for j, f in enumerate(features):
+        v = f"CAST({_ident(f)} AS DOUBLE)"
+        values.append(f"CASE WHEN isnan({v}) THEN NULL ELSE {v} END AS v{j}")
+    return f"SELECT {g} AS g, {', '.join(values)} FROM {VIEW}"
+
+
+def _pattern_sql(p: int) -> list[str]:
+    keys = []
+    for start in range(0, p, BITS_PER_KEY):
+        terms = [
+            f"CASE WHEN v{j} IS NULL THEN 0 ELSE {1 << (j - start)} END"
+            for j in range(start, min(p, start + BITS_PER_KEY))
+        ]
+        keys.append(f"CAST({' + '.join(terms)} AS BIGINT) AS k{start // BITS_PER_KEY}")
+    return keys
+
+
+def _moments_sql(p: int, shifts: Sequence[str], with_inf: bool) -> list[str]:
+    d = [f"(v{j} - {shifts[j]})" for j in range(p)]
+    aggs = ["count(*) AS n"]
+    aggs += [f"fsum({d[j]}) AS s{j}" for j in range(p)]
+    aggs += [f"fsum({d[i]} * {d[j]}) AS c{i}_{j}" for i in range(p) for j in range(i + 1)]
+    if with_inf:
+        aggs += [f"count(*) FILTER (WHERE isinf(v{j})) AS inf{j}" for j in range(p)]
+    return aggs
+
+
+def _first_pass(relation, clean: str, p: int, shifts: np.ndarray) -> dict:
+    keys = _pattern_sql(p)
+    key_names = [f"k{i}" for i in range(len(keys))]
+    consts = [f"CAST({_literal(repr(float(s)))} AS DOUBLE)" for s in shifts]
+    sql = (
+        f"WITH clean AS ({clean}), keyed AS (SELECT *, {', '.join(keys)} FROM clean) "
+        f"SELECT g, CAST(g AS VARCHAR) AS gk, {', '.join(key_names)}, "
+        f"{', '.join(_moments_sql(p, consts, True))} FROM keyed GROUP BY ALL"
+    )
+    return _query(relation, sql)
+
+
+def _second_pass(relation, clean: str, p: int, first: dict, centers: np.ndarray) -> dict:
+    keys = _pattern_sql(p)
+    key_names = [f"k{i}" for i in range(len(keys))]
+    rows = []
+    for c in range(len(first["n"])):
+        fields = [_literal(first["gk"][c])]
+        fields += [str(int(first[k][c])) for k in key_names]
+        fields += [f"CAST({_literal(repr(float(m)))} AS DOUBLE)" for m in centers[c]]
+        rows.append(f"({', '.join(fields)})")
+    columns = ["gk", *key_names, *(f"t{j}" for j in range(p))]
+    sql = (
+        f"WITH clean AS ({clean}), "
+        f"keyed AS (SELECT *, CAST(g AS VARCHAR) AS gk, {', '.join(keys)} FROM clean), "
+        f"centers({', '.join(columns)}) AS (VALUES {', '.join(rows)}) "
+        f"SELECT keyed.gk AS gk, {', '.join('keyed.' + k + ' AS ' + k for k in key_names)}, "
+        f"{', '.join(_moments_sql(p, [f'centers.t{j}' for j in range(p)], False))} "
+        f"FROM keyed JOIN centers USING (gk, {', '.join(key_names)}) "
+        f"GROUP BY ALL"
+    )
+    return _query(relation, sql)
+
+
+def _moments(result: dict, p: int, shifts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Counts, means and scatters of each returned cell."""
+    n = _filled(result["n"]).astype(float)
+    safe = np.where(n > 0, n, 1.0)
+    sums = np.stack([_filled(result[f"s{j}"]) for j in range(p)], axis=-1).reshape(-1, p)
+    dbar = sums / safe[:, None]
+    scatter = np.empty((len(n), p, p))
+    for i in range(p):
+        for j in range(i + 1):
+            c = _filled(result[f"c{i}_{j}"]) - n * dbar[:, i] * dbar[:, j]
+            scatter[:, i, j] = scatter[:, j, i] = c
+    diag = np.einsum("kii->ki", scatter)
+    diag[...] = np.maximum(diag, 0.0)
+    return n, np.asarray(shifts) + dbar, scatter, dbar
+
+
+def _observed(result: dict, p: int) -> np.ndarray:
+    observed = np.zeros((len(result["n"]), p), dtype=bool)
+    for j in range(p):
+        key = _filled(result[f"k{j // BITS_PER_KEY}"], 0).astype(np.int64)
+        observed[:, j] = (key >> (j % BITS_PER_KEY)) & 1 == 1
+    return observed
+
+
+def _bad_rows(relation, condition: str, clean: str) -> str:
+    sql = (
+        f"WITH clean AS ({clean}) SELECT rn FROM (SELECT row_number() OVER () - 1 AS rn, "
+        f"{condition} AS bad FROM clean) WHERE bad ORDER BY rn LIMIT 6"
+    )
+    rows = _query(relation, sql)["rn"].tolist()
+    return rows_text(rows[:5], total=len(rows))
+
+
+def _shifts(relation, clean: str, p: int) -> np.ndarray:
+    """A finite observed value of each feature from the first rows (0 if none)."""
+    firsts = ", ".join(
+        f"first(v{j}) FILTER (WHERE v{j} IS NOT NULL AND NOT isinf(v{j})) AS f{j}"
+        for j in range(p)
+    )
+    sql = f"WITH clean AS ({clean}) SELECT {firsts} FROM (SELECT * FROM clean LIMIT {PROBE_ROWS})"
+    result = _query(relation, sql)
+    return np.array([float(_filled(result[f"f{j}"], 0.0)[0]) for j in range(p)])
+
+
+def _ill_conditioned(n, dbar, scatter, observed) -> bool:
+    diag = np.einsum("kii->ki", scatter)
+    spread = n[:, None] * dbar**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(spread > 0, spread / diag, 0.0)
+    check = observed & (n[:, None] > 1)
+    return bool(np.any(ratio[check] > CONDITION_LIMIT))
+
+
+def reduce_relation(
+    relation,
+    group: str,
+    features: Sequence[str] | None = None,
+    source: str = "the DuckDB relation",
+    label_order: Sequence | None = None,
+) -> SufficientStats:
+    """Per-group statistics of a DuckDB relation, computed inside DuckDB.
+
+    Parameters
+    ----------
+    relation : duckdb.DuckDBPyRelation
+        The rows (a table, view, query or file scan).
+    group : str
+        Group column.
+    features : sequence of str, optional
+        Numeric feature columns; default: every numeric column except ``group``.
+    source : str
+        How error messages name the table.
+    label_order : sequence, optional
+        Order of the group labels (e.g. the categories of a dictionary column);
+        default: an ``ENUM`` column's order, otherwise sorted.
+
+    Returns
+    -------
+    SufficientStats
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> rel = con.sql("SELECT * FROM (VALUES ('b', 1.0), ('a', 2.0), ('a', 4.0)) t(g, x)")
+    >>> st = reduce_relation(rel, "g", ["x"])
+    >>> st.groups, st.n.tolist(), st.mean.ravel().tolist(), st.scatter.ravel().tolist()
+    (('a', 'b'), [2, 1], [3.0, 1.0], [2.0, 0.0])
+    """
+    import duckdb
+
+    try:
+        return _reduce_relation(relation, group, features, source, label_order)
+    except duckdb.Error as error:
+        raise DataError(
+            f"{source} could not be reduced by DuckDB ({_first_line(error)})"
+        ) from None
+
+
+def _reduce_relation(relation, group, features, source, label_order) -> SufficientStats:
+    columns = list(relation.columns)
+    types = dict(zip(columns, relation.types, strict=True))
+    if features is None and group in types:
+        features = [c for c in columns if c != group and _type_id(types[c]) in NUMERIC_TYPES]
+        if not features:
+            raise DataError(
+                f"{source} has no numeric feature columns besides {group!r}; pass features=[...]"
+            )
+    features = check_columns(columns, group, features if features is not None else [], source)
+    p = len(features)
+    clean = _clean_sql(group, _type_id(types[group]), features)
+    for f in features:
+        if _type_id(types[f]) not in NUMERIC_TYPES:
+            example = _query(
+                relation,
+                f"SELECT {_ident(f)} AS e FROM {VIEW} WHERE {_ident(f)} IS NOT NULL LIMIT 1",
+            )["e"].tolist()
+            raise non_numeric_error(f, types[f], example, source)
+    shifts = _shifts(relation, clean, p)
+    first = _first_pass(relation, clean, p, shifts)
+    n, mean, scatter, dbar = _moments(first, p, shifts)
+    if n.sum() == 0:
+        raise no_rows_error(source)
+    for j, f in enumerate(features):
+        count = int(_filled(first[f"inf{j}"], 0).sum())
+        if count:
+            raise infinite_error(f, count, _bad_rows(relation, f"isinf(v{j})", clean), source)
+    observed = _observed(first, p)
+    counts = (observed * n[:, None]).sum(axis=0)
+    for f, count in zip(features, counts, strict=True):
+        if count == 0:
+            raise all_missing_error(f, int(n.sum()), source)
+    labels = np.ma.asarray(first["g"])
+    missing = np.ma.getmaskarray(labels)
+    if missing.any():
+        count = int(n[missing].sum())
+        raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source)
+    if _ill_conditioned(n, dbar, scatter, observed):
+        second = _second_pass(relation, clean, p, first, mean)
+        index = {
+            (gk, *(int(first[f"k{i}"][c]) for i in range((p - 1) // BITS_PER_KEY + 1))): c
+            for c, gk in enumerate(first["gk"].tolist())
+        }
+        order = [
+            index[(gk, *(int(second[f"k{i}"][c]) for i in range((p - 1) // BITS_PER_KEY + 1)))]
+            for c, gk in enumerate(second["gk"].tolist())
+        ]
+        n2, mean2, scatter2, _ = _moments(second, p, mean[order])
+        n, mean, scatter = np.zeros_like(n), np.zeros_like(mean), np.zeros_like(scatter)
+        n[order], mean[order], scatter[order] = n2, mean2, scatter2
+    values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
+    categories = label_order if label_order is not None else _enum_values(types[group])
+    ordered = order_labels(list(dict.fromkeys(values)), categories)
+    position = {label: i for i, label in enumerate(ordered)}
+    codes = np.array([position[v] for v in values], dtype=np.int64)
+    return SufficientStats.from_cells(ordered, features, codes, observed, n, mean, scatter)
+
+
+def reduce_source(
+    data,
+    group: str,
+    features: Sequence[str] | None = None,
+    con=None,
+    label_order: Sequence | None = None,
+    source: str | None = None,
+) -> SufficientStats:
+    """Reduce a path, SQL query, relation or Arrow object inside DuckDB.
+
+    Parameters
+    ----------
+    data : str, os.PathLike, duckdb.DuckDBPyRelation, pyarrow.Table or pyarrow dataset
+        A CSV/Parquet path or glob, a SQL query (``str`` starting with ``SELECT``,
+        ``WITH``, ``FROM``...), a relation, or an Arrow table, record batch or dataset.
+    group, features
+        As in :func:`reduce_relation`.
+    con : duckdb.DuckDBPyConnection, optional
+        Connection that runs a query or reads a file; default: a cursor on an
+        in-memory database.
+    label_order : sequence, optional
+        Order of the group labels.
+    source : str, optional
+        How messages name the data.
+    """
+    import duckdb
+
+    if isinstance(data, duckdb.DuckDBPyRelation):
+        return reduce_relation(data, group, features, source or "the DuckDB relation",
+                               label_order)
+    own = con is None
+    con = _default_connection() if own else con
+    try:
+        if isinstance(data, str) and is_sql(data):
+            try:
+                relation = con.sql(data)
+                relation.columns  # noqa: B018
+            except duckdb.Error as error:
+                raise DataError(f"the SQL query failed: {_first_line(error)}") from None
+            return reduce_relation(relation, group, features, source or "the query",
+                                   label_order)
+        if isinstance(data, (str, os.PathLike)):
+            relation, name, _ = open_path(data, con)
+            return reduce_relation(relation, group, features, source or name, label_order)
+        relation = con.from_arrow(data)
+        return reduce_relation(relation, group, features, source or "the Arrow table",
+                               label_order)
+    finally:
+        if own:
+            con.close()
+
+
+_DATABASE: list = []
+
+
+def _default_connection():
+    """A cursor on a process-wide in-memory database (connecting costs ~0.1 s)."""
+    import duckdb
+
+    if not _DATABASE:
+        _DATABASE.append(duckdb.connect())
+    return _DATABASE[0].cursor()
+
+
+SQL_STARTS = ("select", "with", "from", "values", "table", "pivot", "unpivot", "(")
+
+
+def is_sql(text: str) -> bool:
+    """Whether a string is a SQL query rather than a file path.
+
+    Examples
+    --------
+    >>> is_sql("SELECT * FROM t"), is_sql("  with a as (select 1) select * from a")
+    (True, True)
+    >>> is_sql("data/rows.csv"), is_sql("selection.parquet")
+    (False, False)
+    """
+    head = text.lstrip().lower()
+    return any(
+        head.startswith(word) and (word == "(" or head[len(word):len(word) + 1].isspace())
+        for word in SQL_STARTS
+    )

@@ -1,0 +1,290 @@
+"""Checks and messages shared by every reduction engine.
+
+Every engine (NumPy, DuckDB, Dask) reports the same problem with the same words:
+the column, group or file, what is wrong, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "MANY_FEATURES",
+    "CollinearFeaturesWarning",
+    "DataError",
+    "ManyFeaturesWarning",
+    "all_missing_error",
+    "check_columns",
+    "collinear_features",
+    "infinite_error",
+    "missing_labels_error",
+    "no_rows_error",
+    "non_numeric_error",
+    "order_labels",
+    "python_label",
+    "rows_text",
+    "warn_feature_problems",
+    "warn_many_features",
+]
+
+MANY_FEATURES = 50
+"""Above this many features :func:`warn_many_features` warns about the cost."""
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as given; the message says what to change."""
+
+
+class ManyFeaturesWarning(UserWarning):
+    """More features than a per-group covariance model handles cheaply."""
+
+
+class CollinearFeaturesWarning(UserWarning):
+    """Features that are exact linear combinations of each other within groups."""
+
+
+def warn_many_features(n_features: int, stacklevel: int = 2) -> None:
+    """Warn when more than :data:`MANY_FEATURES` features are modelled.
+
+    Each group's covariance matrix has ``p (p + 1) / 2`` free parameters and each
+    gradient evaluation costs ``O(G p^3)``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_many_features(60)
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    60 features: each group's covariance matrix has 1,830 parameters (p (p + 1) / 2) and
+    every gradient costs O(p^3) per group; sampling will be slow and needs many rows per
+    group. Consider fewer features (e.g. a subset or principal components).
+    """
+    if n_features <= MANY_FEATURES:
+        return
+    params = n_features * (n_features + 1) // 2
+    warnings.warn(
+        f"{n_features} features: each group's covariance matrix has {params:,} parameters "
+        "(p (p + 1) / 2) and every gradient costs O(p^3) per group; sampling will be slow "
+        "and needs many rows per group. Consider fewer features (e.g. a subset or "
+        "principal components).",
+        ManyFeaturesWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def collinear_features(scatter: np.ndarray, features: Sequence[str], tol: float = 1e-10):
+    """Features in an exact linear dependence of a (pooled within-group) scatter matrix.
+
+    Returns
+    -------
+    list of str
+        Names of the features with weight in the null direction of the correlation
+        matrix built from ``scatter``; empty when it has full rank.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 2.0, 0.5], [2.0, 4.0, -1.0], [4.0, 8.0, 2.0], [0.0, 0.0, 1.0]])
+    >>> c = x - x.mean(axis=0)
+    >>> collinear_features(c.T @ c, ["a", "b", "c"])
+    ['a', 'b']
+    """
+    d = np.sqrt(np.diag(scatter))
+    if np.any(d <= 0):
+        return []
+    corr = scatter / np.outer(d, d)
+    values, vectors = np.linalg.eigh(corr)
+    null = vectors[:, values < tol * len(features)]
+    if null.size == 0:
+        return []
+    weight = np.abs(null).max(axis=1)
+    return [f for f, w in zip(features, weight, strict=True) if w > 1e-6]
+
+
+def warn_feature_problems(stats, stacklevel: int = 2) -> None:
+    """Warn about many features and about exactly collinear features.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Reduced data.
+    stacklevel : int
+        Stack level of the caller to blame, as in :func:`warnings.warn`.
+    """
+    warn_many_features(stats.n_features, stacklevel=stacklevel + 1)
+    within = np.asarray(stats.scatter).sum(axis=0)
+    dof = int(np.sum(np.maximum(np.asarray(stats.n) - 1, 0)))
+    if stats.n_features < 2 or dof <= stats.n_features:
+        return
+    names = collinear_features(within, stats.features)
+    if names:
+        warnings.warn(
+            f"features {names} are exact linear combinations of each other within groups "
+            "(their pooled within-group covariance is singular), so the covariance "
+            "matrices are degenerate and sampling will struggle; leave out one of them",
+            CollinearFeaturesWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def check_columns(
+    columns: Sequence, group: str, features: Sequence[str] | str, source: str = "the table"
+) -> list[str]:
+    """Check that ``group`` and ``features`` name distinct existing columns.
+
+    Parameters
+    ----------
+    columns : sequence
+        Column names of the table.
+    group : str
+        Group column.
+    features : sequence of str or str
+        Feature columns (a single name is accepted).
+    source : str
+        How messages name the table (e.g. ``"file 'data.csv'"``).
+
+    Returns
+    -------
+    list of str
+        The feature names.
+
+    Examples
+    --------
+    >>> check_columns(["g", "x", "y"], "g", ["y"])
+    ['y']
+    >>> check_columns(["g", "x"], "g", ["z"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: column(s) ['z'] not found in the table; available ...
+    """
+    features = [features] if isinstance(features, str) else list(features)
+    if not features:
+        raise DataError("no feature columns given: pass features=[...] with at least one name")
+    columns = list(columns)
+    dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise DataError(f"{source} has duplicated column names {dupes}: rename them")
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:
+        raise DataError(f"feature(s) {repeated} listed more than once in features=")
+    if group in features:
+        raise DataError(f"column {group!r} is both the group column and a feature")
+    missing = [c for c in [group, *features] if c not in columns]
+    if missing:
+        raise DataError(
+            f"column(s) {missing} not found in {source}; available columns: {columns}"
+        )
+    return features
+
+
+def rows_text(rows: Iterable, total: int | None = None, limit: int = 5) -> str:
+    """``"rows 1, 4, ..."`` from row positions (or other row descriptions).
+
+    Examples
+    --------
+    >>> rows_text([1, 4])
+    'rows 1, 4'
+    >>> rows_text(range(10), total=10)
+    'rows 0, 1, 2, 3, 4, ...'
+    """
+    rows = list(rows)
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = (total if total is not None else len(rows)) > min(len(rows), limit)
+    return "rows " + shown + (", ..." if more else "")
+
+
+def _prefix(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def non_numeric_error(
+    column: str, dtype, example=None, source: str | None = None
+) -> DataError:
+    """A feature column that does not hold numbers."""
+    shown = f", e.g. {example}" if example is not None else ""
+    return DataError(
+        f"{_prefix(source)}feature column {column!r} is not numeric (dtype {dtype}{shown}); "
+        "convert it to numbers or leave it out of features="
+    )
+
+
+def infinite_error(
+    column: str, count: int, rows: str, source: str | None = None
+) -> DataError:
+    """A feature column with ``+inf`` or ``-inf`` values."""
+    return DataError(
+        f"{_prefix(source)}feature column {column!r} has {count} infinite value(s) "
+        f"({rows}); replace or remove them"
+    )
+
+
+def all_missing_error(column: str, n_rows: int, source: str | None = None) -> DataError:
+    """A feature column without a single observed value."""
+    return DataError(
+        f"{_prefix(source)}feature column {column!r} has no observed values "
+        f"(all {n_rows} are missing); leave it out of features="
+    )
+
+
+def missing_labels_error(
+    group: str | None, count: int, rows: str, source: str | None = None
+) -> DataError:
+    """Rows whose group label is missing (None, NaN, NULL); ``group=None``: labels given as
+    an array."""
+    what = f"group column {group!r}" if group is not None else "group="
+    return DataError(
+        f"{_prefix(source)}{what} has {count} missing label(s) "
+        f"({rows}); drop those rows or give them a group"
+    )
+
+
+def no_rows_error(source: str | None = None) -> DataError:
+    """A table without rows."""
+    return DataError(f"{source or 'the table'} has no rows")
+
+
+def python_label(label):
+    """A group label as a plain Python value (NumPy scalars unwrapped).
+
+    Examples
+    --------
+    >>> type(python_label(np.int64(3))), python_label("a")
+    (<class 'int'>, 'a')
+    """
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
+    """The order of groups that every engine uses.
+
+    Labels of a categorical column follow its categories; other labels are sorted
+    (numbers numerically, strings by code point), or kept in order of first
+    appearance when they cannot be compared (mixed types).
+
+    Parameters
+    ----------
+    labels : sequence
+        Distinct labels, in order of first appearance.
+    categories : sequence, optional
+        Category order of a categorical group column.
+
+    Examples
+    --------
+    >>> order_labels(["b", "Z", "a", "ä"])
+    ['Z', 'a', 'b', 'ä']
+    >>> order_labels(["b", "a"], categories=["c", "b", "a"])
+    ['b', 'a']
+    >>> order_labels([2, "a", 1])
+    [2, 'a', 1]
+    """
+    labels = [python_label(v) for v in labels]
+    if categories is not None:
+        rank = {python_label(c): i for i, c in enumerate(categories)}
+        return sorted(labels, key=rank.__getitem__)
+    try:
+        return sorted(labels)
+    except TypeError:
+        return labels
