@@ -198,6 +198,8 @@ class GroupCovModel:
         chains: int = 4,
         random_seed: int | None = None,
         progressbar: bool = True,
+        var_names: Sequence[str] | None = None,
+        thin: int = 1,
         **kwargs,
     ) -> GroupCovResult:
         """Sample the posterior.
@@ -212,6 +214,12 @@ class GroupCovModel:
             Seed for reproducible draws.
         progressbar : bool
             Show the back-end's progress bar.
+        var_names : sequence of str, optional
+            Posterior variables to keep (default: all). With many groups, keeping
+            e.g. ``["mu", "sigma", "corr"]`` bounds memory (``cov`` is rebuilt from
+            them where needed).
+        thin : int
+            Keep every ``thin``-th of ``draws * thin`` draws per chain.
         **kwargs
             Passed to the back-end (for example ``target_accept=0.9``).
 
@@ -227,6 +235,8 @@ class GroupCovModel:
             chains=chains,
             random_seed=random_seed,
             progressbar=progressbar,
+            var_names=None if var_names is None else list(var_names),
+            thin=thin,
             **kwargs,
         )
         return GroupCovResult.from_posterior(idata, self.stats, self.spec)

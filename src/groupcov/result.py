@@ -98,6 +98,32 @@ class Diagnostics(NamedTuple):
 _PARAMETERS = ("mu", "sigma", "corr", "cov")
 
 
+def _posterior_log_likelihood(stats: SufficientStats, post, max_bytes: float = 2e8):
+    """Group log-likelihood of every draw, ``(chain, draw, group)``, computed in chunks.
+
+    Uses ``cov`` or, when only ``sigma`` and ``corr`` were kept, rebuilds it per chunk;
+    None when the posterior keeps neither.
+    """
+    if "mu" not in post or not ("cov" in post or {"sigma", "corr"} <= set(post.data_vars)):
+        return None
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    g, p = stats.n_groups, stats.n_features
+    per_draw = 8.0 * g * (p + 1) * p * 6  # a few (G, p, p + 1) temporaries per draw
+    step = int(max(1, min(draws, max_bytes // per_draw)))
+    out = np.empty((chains, draws, g))
+    for c in range(chains):
+        for start in range(0, draws, step):
+            sel = {"chain": c, "draw": slice(start, start + step)}
+            mu = post["mu"].isel(sel).values
+            if "cov" in post:
+                cov = post["cov"].isel(sel).values
+            else:
+                sigma = post["sigma"].isel(sel).values
+                cov = sigma[..., :, None] * sigma[..., None, :] * post["corr"].isel(sel).values
+            out[c, start : start + step] = group_log_likelihood(stats, mu, cov)
+    return out
+
+
 def _constant_data(stats: SufficientStats, group_dim: str, group_coord) -> xr.Dataset:
     """The statistics behind a fit, complete rows and (group, pattern) cells."""
     cells = stats.incomplete
@@ -160,15 +186,15 @@ class GroupCovResult:
     def from_posterior(cls, idata, stats: SufficientStats, spec: dict | None = None):
         """Add the group-level log-likelihood and the statistics to a sampled idata."""
         post = idata.posterior
-        loglik = group_log_likelihood(stats, post["mu"].values, post["cov"].values)
-        group_dim = post["mu"].dims[2]
-        idata.add_groups(
-            log_likelihood=xr.Dataset(
+        group_dim = "group"
+        groups = {"constant_data": _constant_data(stats, group_dim, post[group_dim])}
+        loglik = _posterior_log_likelihood(stats, post)
+        if loglik is not None:
+            groups["log_likelihood"] = xr.Dataset(
                 {"obs": (("chain", "draw", group_dim), loglik)},
                 coords={"chain": post.chain, "draw": post.draw, group_dim: post[group_dim]},
-            ),
-            constant_data=_constant_data(stats, group_dim, post[group_dim]),
-        )
+            )
+        idata.add_groups(**groups)
         return cls(idata, stats, spec)
 
     @property
@@ -210,51 +236,58 @@ class GroupCovResult:
 
         Columns: ``group``, ``parameter`` (``mu[x]``, ``sigma[x]``, ``corr[x,y]``,
         ``cov[x,y]``; each matrix entry once), ``mean``, ``sd``, ``hdi_low``,
-        ``hdi_high``, ``r_hat``, ``ess_bulk``, ``ess_tail``.
+        ``hdi_high``, ``r_hat``, ``ess_bulk``, ``ess_tail``. Parameters not kept in
+        the posterior (``fit(var_names=...)``) are left out.
         """
         post = self.idata.posterior
         feats = self.features
-        rows = []
-        hdi_cache = {
-            name: az.hdi(post[name], hdi_prob=hdi_prob)[name] for name in _PARAMETERS
-        }
+        p = len(feats)
+        names = [n for n in _PARAMETERS if n in post]
+        if not names:
+            raise KeyError(f"the posterior keeps none of {list(_PARAMETERS)}")
         with np.errstate(invalid="ignore", divide="ignore"):  # constant corr diagonals
-            rhat = az.rhat(post[list(_PARAMETERS)])
-            ess_b = az.ess(post[list(_PARAMETERS)], method="bulk")
-            ess_t = az.ess(post[list(_PARAMETERS)], method="tail")
-        mean = post[list(_PARAMETERS)].mean(("chain", "draw"))
-        sd = post[list(_PARAMETERS)].std(("chain", "draw"), ddof=1)
-        for g in self.groups:
-            for name in _PARAMETERS:
-                if name in ("mu", "sigma"):
-                    entries = [((f,), f"{name}[{f}]") for f in feats]
-                else:
-                    lower = 1 if name == "corr" else 0
-                    entries = [
-                        ((feats[i], feats[j]), f"{name}[{feats[i]},{feats[j]}]")
-                        for i in range(len(feats))
-                        for j in range(i + 1 - lower)
-                        if not (name == "corr" and i == j)
-                    ]
-                for key, label in entries:
-                    sel = {"group": g, "feature": key[0]}
-                    if len(key) == 2:
-                        sel["feature_"] = key[1]
-                    interval = hdi_cache[name].sel(sel).values
-                    rows.append(
-                        {
-                            "group": g,
-                            "parameter": label,
-                            "mean": float(mean[name].sel(sel)),
-                            "sd": float(sd[name].sel(sel)),
-                            "hdi_low": float(interval[0]),
-                            "hdi_high": float(interval[1]),
-                            "r_hat": float(rhat[name].sel(sel)),
-                            "ess_bulk": float(ess_b[name].sel(sel)),
-                            "ess_tail": float(ess_t[name].sel(sel)),
-                        }
-                    )
-        return pd.DataFrame(rows)
+            hdi = az.hdi(post[names], hdi_prob=hdi_prob)
+            rhat = az.rhat(post[names])
+            ess_b = az.ess(post[names], method="bulk")
+            ess_t = az.ess(post[names], method="tail")
+        mean = post[names].mean(("chain", "draw"))
+        sd = post[names].std(("chain", "draw"), ddof=1)
+        groups = np.asarray(post["group"].values, dtype=object)
+        tables = []
+        for name in names:
+            if name in ("mu", "sigma"):
+                index = [(j,) for j in range(p)]
+                labels = [f"{name}[{f}]" for f in feats]
+            else:
+                lower = 0 if name == "corr" else 1
+                index = [(i, j) for i in range(p) for j in range(i + lower)]
+                labels = [f"{name}[{feats[i]},{feats[j]}]" for i, j in index]
+            if not index:
+                continue
+
+            def pick(values, index=index):
+                cols = tuple(np.array(c) for c in zip(*index, strict=True))
+                return values[(slice(None), *cols)]  # (group, entry)
+
+            low_high = hdi[name].transpose("group", ..., "hdi").values
+            columns = {
+                "mean": pick(mean[name].transpose("group", ...).values),
+                "sd": pick(sd[name].transpose("group", ...).values),
+                "hdi_low": pick(low_high[..., 0]),
+                "hdi_high": pick(low_high[..., 1]),
+                "r_hat": pick(rhat[name].transpose("group", ...).values),
+                "ess_bulk": pick(ess_b[name].transpose("group", ...).values),
+                "ess_tail": pick(ess_t[name].transpose("group", ...).values),
+            }
+            g_count, k = columns["mean"].shape
+            table = pd.DataFrame({k_: v.ravel() for k_, v in columns.items()})
+            table.insert(0, "parameter", np.tile(labels, g_count))
+            table.insert(0, "group", np.repeat(groups, k))
+            table.insert(0, "_order", np.repeat(np.arange(g_count), k))
+            tables.append(table)
+        out = pd.concat(tables, ignore_index=True)
+        order = np.lexsort((np.arange(len(out)), out["_order"].to_numpy()))
+        return out.iloc[order].drop(columns="_order").reset_index(drop=True)
 
     def _posterior_mean(self, name: str, group) -> xr.DataArray:
         if group not in self.groups:

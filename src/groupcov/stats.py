@@ -108,6 +108,22 @@ class IncompleteCells:
         )
 
 
+def _rounds(index: np.ndarray):
+    """Boolean selections covering ``index`` with each value at most once per selection.
+
+    Lets repeated updates of the same slot be applied vectorized, round by round.
+    """
+    index = np.asarray(index)
+    if index.size == 0:
+        return
+    order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    rank = np.empty(len(index), dtype=np.int64)
+    rank[order] = np.arange(len(index)) - np.searchsorted(sorted_index, sorted_index)
+    for r in range(int(rank.max()) + 1):
+        yield rank == r
+
+
 class FeatureSummary(NamedTuple):
     """Per-feature location and spread over all observed values.
 
@@ -255,13 +271,7 @@ class SufficientStats:
         keys, cell = np.unique(key, return_inverse=True)
         k = len(keys)
         c_n, c_mean, c_scatter = np.zeros(k), np.zeros((k, p)), np.zeros((k, p, p))
-        # merge in rounds: each round takes at most one piece per cell
-        order = np.argsort(cell, kind="stable")
-        rank = np.empty_like(order)
-        first = np.searchsorted(cell[order], cell[order])
-        rank[order] = np.arange(len(order)) - first
-        for r in range(int(rank.max()) + 1 if len(rank) else 0):
-            sel = rank == r
+        for sel in _rounds(cell):
             idx = cell[sel]
             c_n[idx], c_mean[idx], c_scatter[idx] = combine(
                 c_n[idx], c_mean[idx], c_scatter[idx], n[sel], mean[sel], scatter[sel]
@@ -329,14 +339,19 @@ class SufficientStats:
         mean = self.mean.astype(float).copy()
         ss = np.diagonal(self.scatter, axis1=1, axis2=2).copy()
         cells = self.incomplete
+        if not cells.n_cells:
+            return count, mean, ss
+        cell_n = np.where(cells.observed, cells.n[:, None].astype(float), 0.0)
         cell_ss = np.diagonal(cells.scatter, axis1=1, axis2=2)
-        for k in range(cells.n_cells):
-            g, obs = cells.group[k], cells.observed[k]
-            n_k = np.where(obs, float(cells.n[k]), 0.0)
+        # merge in rounds, at most one cell per group in each round (no Python loop
+        # over groups)
+        for sel in _rounds(cells.group):
+            g = cells.group[sel]
+            n_k = cell_n[sel]
             total = count[g] + n_k
             safe = np.where(total > 0, total, 1.0)
-            delta = cells.mean[k] - mean[g]
-            ss[g] = ss[g] + cell_ss[k] + count[g] * n_k / safe * delta**2
+            delta = cells.mean[sel] - mean[g]
+            ss[g] = ss[g] + cell_ss[sel] + count[g] * n_k / safe * delta**2
             mean[g] = mean[g] + delta * n_k / safe
             count[g] = total
         return count, mean, ss

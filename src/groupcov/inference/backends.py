@@ -22,6 +22,10 @@ class SamplerSettings(NamedTuple):
         Show the back-end's progress bar.
     target_accept : float
         Target acceptance probability of NUTS's step-size adaptation.
+    var_names : tuple of str, optional
+        Posterior variables to keep (default: every free variable and deterministic).
+    thin : int
+        Keep every ``thin``-th draw (``draws`` is the number kept).
     """
 
     draws: int
@@ -30,6 +34,8 @@ class SamplerSettings(NamedTuple):
     random_seed: int
     progressbar: bool
     target_accept: float = 0.9
+    var_names: tuple[str, ...] | None = None
+    thin: int = 1
 
 
 class SamplerOutput(NamedTuple):

@@ -39,16 +39,18 @@ def enable_compilation_cache() -> None:
         pass
 
 
-def _jax_function(model):
+def _jax_function(model, var_names=None):
     """One JAX function: (unconstrained values, data) -> [logp, *constrained variables].
 
     The model's data containers are inputs, not constants, so one compiled sampler
-    serves every data set of the same shapes.
+    serves every data set of the same shapes. ``var_names`` limits the outputs.
     """
     from pymc.sampling.jax import get_jaxified_graph
     from pytensor.graph.replace import graph_replace
 
     outputs = model.unobserved_value_vars
+    if var_names is not None:
+        outputs = [v for v in outputs if v.name in set(var_names)]
     data_vars = list(model.data_vars)
     data_inputs = [v.type() for v in data_vars]
     for var, inp in zip(data_vars, data_inputs, strict=True):
@@ -91,6 +93,8 @@ def _structure_key(model, settings: SamplerSettings, kwargs: dict) -> tuple:
         settings.tune,
         settings.chains,
         settings.target_accept,
+        settings.var_names,
+        settings.thin,
         tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
     )
 
@@ -99,7 +103,7 @@ def _compile(model, settings: SamplerSettings, kwargs: dict) -> _Compiled:
     import jax
     from numpyro.infer.hmc import hmc
 
-    value_vars, data_vars, fn, outputs = _jax_function(model)
+    value_vars, data_vars, fn, outputs = _jax_function(model, settings.var_names)
     names = [v.name for v in value_vars]
 
     def run_chain(key, params, data):
@@ -121,11 +125,20 @@ def _compile(model, settings: SamplerSettings, kwargs: dict) -> _Compiled:
         def warm(state, _):
             return sample_kernel(state), None
 
+        def skipped(_, carry):
+            state, diverged, steps = carry
+            state = sample_kernel(state)
+            return state, diverged | state.diverging, steps + state.num_steps
+
         def draw(state, _):
+            # thinning: divergences and leapfrog steps of skipped iterations still count
+            state, diverged, steps = jax.lax.fori_loop(
+                0, settings.thin - 1, skipped, (state, False, 0)
+            )
             state = sample_kernel(state)
             return state, (
-                constrained(state.z), state.diverging, state.num_steps, state.accept_prob,
-                state.energy, state.potential_energy,
+                constrained(state.z), diverged | state.diverging, steps + state.num_steps,
+                state.accept_prob, state.energy, state.potential_energy,
             )
 
         state, _ = jax.lax.scan(warm, state, None, length=settings.tune)
@@ -171,12 +184,14 @@ def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOu
     steps = np.asarray(num_steps)
     stats = {
         "diverging": np.asarray(diverging),
+        # with thinning: leapfrog steps of the whole block, divergence anywhere in it
         "n_steps": steps,
-        "tree_depth": np.floor(np.log2(steps + 1)).astype(int),
         "acceptance_rate": np.asarray(accept),
         "energy": np.asarray(energy),
         "lp": -np.asarray(potential_energy),
     }
+    if settings.thin == 1:
+        stats["tree_depth"] = np.floor(np.log2(steps + 1)).astype(int)
     return SamplerOutput(
         draws_out, stats, {"sampling_time": sampling_time, "tuning_steps": settings.tune}
     )

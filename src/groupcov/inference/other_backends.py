@@ -31,7 +31,7 @@ def sample_pymc(
     start = time.perf_counter()
     with model:
         idata = pm.sample(
-            draws=settings.draws,
+            draws=settings.draws * settings.thin,
             tune=settings.tune,
             chains=settings.chains,
             cores=min(settings.chains, 2),
@@ -39,6 +39,7 @@ def sample_pymc(
             progressbar=settings.progressbar,
             target_accept=settings.target_accept,
             compile_kwargs={} if mode is None else {"mode": mode},
+            var_names=None if settings.var_names is None else list(settings.var_names),
             **kwargs,
         )
     return _from_idata(idata, time.perf_counter() - start, settings.tune)
@@ -58,7 +59,7 @@ def sample_nutpie(
     compiled = nutpie.compile_pymc_model(model, backend=backend, gradient_backend=gradient)
     idata = nutpie.sample(
         compiled,
-        draws=settings.draws,
+        draws=settings.draws * settings.thin,
         tune=settings.tune,
         chains=settings.chains,
         seed=settings.random_seed,

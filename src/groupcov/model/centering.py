@@ -45,12 +45,20 @@ def cpc_from_corr(corr: np.ndarray) -> np.ndarray:
     p = corr.shape[-1]
     batch = corr.shape[:-2]
     flat = corr.reshape(-1, p, p)
-    chol = np.full_like(flat, np.nan)
-    for i, mat in enumerate(flat):
-        try:
-            chol[i] = np.linalg.cholesky(mat)
-        except np.linalg.LinAlgError:
-            pass
+    # not positive definite -> NaN, the others in one batched factorization
+    pd_ok = np.all(np.isfinite(flat), axis=(1, 2))
+    pd_ok[pd_ok] = np.linalg.eigvalsh(flat[pd_ok]).min(axis=1) > 0
+    safe = np.where(pd_ok[:, None, None], flat, np.eye(p))
+    try:
+        chol = np.linalg.cholesky(safe)
+    except np.linalg.LinAlgError:  # numerically borderline: factor one by one
+        chol = np.full_like(flat, np.nan)
+        for i in np.flatnonzero(pd_ok):
+            try:
+                chol[i] = np.linalg.cholesky(flat[i])
+            except np.linalg.LinAlgError:
+                pd_ok[i] = False
+    chol = np.where(pd_ok[:, None, None], chol, np.nan)
     c2 = chol**2
     remaining = 1.0 - (np.cumsum(c2, axis=-1) - c2)
     with np.errstate(invalid="ignore", divide="ignore"):

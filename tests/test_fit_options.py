@@ -1,0 +1,62 @@
+"""Fit options that bound memory: kept variables and thinning."""
+
+import numpy as np
+import pytest
+
+import groupcov
+from groupcov.datasets import two_groups
+from groupcov.result import group_log_likelihood
+
+
+@pytest.fixture(scope="module")
+def model():
+    sim = two_groups(n_per_group=60, seed=4)
+    return groupcov.GroupCovModel(sim.data, group="group", features=sim.features)
+
+
+def test_var_names_and_thin(model):
+    res = model.fit(draws=50, tune=100, chains=2, thin=3, random_seed=1, progressbar=False,
+                    var_names=["mu", "sigma", "corr"])
+    post = res.idata.posterior
+    assert set(post.data_vars) == {"mu", "sigma", "corr"}
+    assert post.sizes["draw"] == 50
+    assert "tree_depth" not in res.idata.sample_stats
+    # the group log-likelihood is rebuilt from sigma and corr
+    sigma, corr = post["sigma"].values, post["corr"].values
+    cov = sigma[..., :, None] * sigma[..., None, :] * corr
+    expected = group_log_likelihood(res.stats, post["mu"].values, cov)
+    np.testing.assert_allclose(res.idata.log_likelihood["obs"].values, expected, rtol=1e-12)
+    table = res.summary()
+    assert set(table["parameter"].str.split("[").str[0]) == {"mu", "sigma", "corr"}
+    assert len(table) == 2 * (2 + 2 + 1)
+
+
+def test_thinning_keeps_every_kth_draw(model):
+    kw = dict(draws=40, tune=100, chains=2, random_seed=7, progressbar=False,
+              var_names=["mu"])
+    full = model.fit(**{**kw, "draws": 120})
+    thinned = model.fit(**kw, thin=3)
+    np.testing.assert_allclose(
+        thinned.idata.posterior["mu"].values, full.idata.posterior["mu"].values[:, 2::3]
+    )
+    n_full = full.idata.sample_stats["n_steps"].values.reshape(2, 40, 3).sum(-1)
+    np.testing.assert_array_equal(thinned.idata.sample_stats["n_steps"].values, n_full)
+
+
+def test_unknown_var_names_are_named(model):
+    with pytest.raises(ValueError, match="'nope'"):
+        model.fit(draws=10, tune=10, chains=1, var_names=["mu", "nope"], progressbar=False)
+
+
+def test_summary_is_ordered_by_group_then_parameter(model):
+    res = model.fit(draws=100, tune=100, chains=2, random_seed=2, progressbar=False)
+    table = res.summary()
+    assert table["group"].tolist() == ["A"] * 8 + ["B"] * 8
+    assert table["parameter"].tolist()[:8] == [
+        "mu[x]", "mu[y]", "sigma[x]", "sigma[y]", "corr[y,x]", "cov[x,x]", "cov[y,x]", "cov[y,y]"
+    ]
+    post = res.idata.posterior
+    row = table[(table.group == "B") & (table.parameter == "cov[y,x]")].iloc[0]
+    draws = post["cov"].sel(group="B", feature="y", feature_="x").values
+    assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    assert row["sd"] == pytest.approx(draws.std(ddof=1), rel=1e-12)
