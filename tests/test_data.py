@@ -1,4 +1,6 @@
-"""Validation of input tables: every problem is a DataError naming what to change."""
+"""Inputs, validation and statistics files: every problem is a DataError naming what to change."""
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -6,6 +8,7 @@ import pytest
 
 import groupcov
 from groupcov import DataError, reduce
+from groupcov.stats import SufficientStats
 
 
 def _frame():
@@ -240,3 +243,249 @@ def test_index_of_frame_does_not_matter():
     a, b = reduce(df, "grp", ["x", "y"]), reduce(shuffled, "grp", ["x", "y"])
     np.testing.assert_array_equal(a.scatter, b.scatter)
     np.testing.assert_array_equal(a.mean, b.mean)
+
+
+# --- statistics files -----------------------------------------------------------------------
+
+
+def _holey_frame():
+    return pd.DataFrame({
+        "grp": ["東京", "a", "a", "b", "b", "b", "a", "東京"],
+        "x": [1.0, 2.0, np.nan, 4.0, 1e9 + 0.25, np.nan, 3.0, 2.5],
+        "y": [0.5, np.nan, np.nan, 2.0, -1.0, 3.0, 1.0 / 3.0, 7.0],
+    })
+
+
+def _assert_identical(a, b):
+    assert a.groups == b.groups
+    assert [type(g) for g in a.groups] == [type(g) for g in b.groups]
+    assert a.features == b.features
+    for name in ("n", "mean", "scatter", "empty_rows"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert getattr(a, name).dtype == getattr(b, name).dtype
+    for name in ("group", "observed", "n", "mean", "scatter"):
+        np.testing.assert_array_equal(getattr(a.incomplete, name), getattr(b.incomplete, name))
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    st = reduce(_holey_frame(), "grp", ["x", "y"])
+    assert st.incomplete.n_cells == 2 and st.n_empty_rows == 1
+    st.save(tmp_path / "stats.npz")
+    _assert_identical(SufficientStats.load(tmp_path / "stats.npz"), st)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [(3, -1, 10**12), (0.5, 2.0), (False, True), ("a", "ü", "🙂"), (np.int64(4), np.int32(7)),
+     (1, "one")],
+    ids=["int", "float", "bool", "unicode", "numpy-int", "mixed"],
+)
+def test_save_keeps_label_types(tmp_path, labels):
+    g = len(labels)
+    st = SufficientStats(labels, ("x",), np.arange(1, g + 1), np.ones((g, 1)),
+                         np.zeros((g, 1, 1)))
+    st.save(tmp_path / "s.npz")
+    back = SufficientStats.load(tmp_path / "s.npz")
+    assert back.groups == tuple(v.item() if isinstance(v, np.generic) else v for v in labels)
+    assert [type(v) for v in back.groups] == [
+        type(v.item() if isinstance(v, np.generic) else v) for v in labels
+    ]
+
+
+@pytest.mark.parametrize("label", [("a", 1), pd.Timestamp("2024-01-01"), float("nan")])
+def test_save_refuses_labels_it_cannot_restore(tmp_path, label):
+    st = SufficientStats((label,), ("x",), np.array([1]), np.ones((1, 1)), np.zeros((1, 1, 1)))
+    with pytest.raises(ValueError, match="cannot be saved") as info:
+        st.save(tmp_path / "s.npz")
+    assert "convert them" in str(info.value)
+
+
+def test_saved_file_has_the_documented_layout(tmp_path):
+    import json
+
+    st = reduce(_holey_frame(), "grp", ["x", "y"])
+    st.save(tmp_path / "stats")  # written exactly there, no suffix added
+    assert (tmp_path / "stats").exists() and not (tmp_path / "stats.npz").exists()
+    with np.load(tmp_path / "stats", allow_pickle=False) as f:
+        assert sorted(f.files) == sorted([
+            "metadata", "n", "mean", "scatter", "empty_rows", "incomplete_group",
+            "incomplete_observed", "incomplete_n", "incomplete_mean", "incomplete_scatter",
+        ])
+        meta = json.loads(str(f["metadata"]))
+        assert meta == {"format": "groupcov.SufficientStats", "version": 1,
+                        "groups": ["a", "b", "東京"], "group_types": ["str"] * 3,
+                        "features": ["x", "y"]}
+        assert f["n"].dtype == np.int64 and f["incomplete_observed"].dtype == bool
+        assert f["scatter"].shape == (3, 2, 2) and f["incomplete_scatter"].shape == (2, 2, 2)
+        np.testing.assert_array_equal(f["empty_rows"], [1, 0, 0])
+
+
+def test_load_refuses_newer_versions_and_other_files(tmp_path):
+    st = reduce(_frame(), "grp", ["x"])
+    st.save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as f:
+        arrays = dict(f)
+    arrays["metadata"] = np.array(str(arrays["metadata"]).replace('"version": 1', '"version": 2'))
+    np.savez(tmp_path / "new.npz", **arrays)
+    with pytest.raises(ValueError, match=r"version 2.*upgrade groupcov"):
+        SufficientStats.load(tmp_path / "new.npz")
+    np.savez(tmp_path / "other.npz", n=np.ones(3))
+    with pytest.raises(ValueError, match="not a groupcov statistics file"):
+        SufficientStats.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz"):
+        SufficientStats.load(tmp_path / "missing.npz")
+
+
+def test_loaded_statistics_merge_with_a_new_batch(tmp_path):
+    df = _holey_frame()
+    reduce(df.iloc[:5], "grp", ["x", "y"]).save(tmp_path / "old.npz")
+    merged = SufficientStats.load(tmp_path / "old.npz").merge(reduce(df.iloc[5:], "grp",
+                                                                     ["x", "y"]))
+    whole = reduce(df, "grp", ["x", "y"])
+    assert set(merged.groups) == set(whole.groups)
+    order = [merged.groups.index(g) for g in whole.groups]
+    np.testing.assert_array_equal(merged.n[order], whole.n)
+    np.testing.assert_allclose(merged.mean[order], whole.mean, rtol=1e-15)
+    np.testing.assert_allclose(merged.scatter[order], whole.scatter, rtol=1e-6)
+    assert merged.incomplete.n.sum() == whole.incomplete.n.sum()
+    assert merged.n_empty_rows == whole.n_empty_rows == 1
+
+
+# --- kinds of input -------------------------------------------------------------------------
+
+
+def test_array_with_labels_and_default_names():
+    x = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 1.0]])
+    st = reduce(x, group=np.array([7, 7, 3]))
+    assert st.features == ("x0", "x1") and st.groups == (3, 7)
+    np.testing.assert_allclose(st.mean, [[5.0, 1.0], [2.0, 4.0]])
+    np.testing.assert_allclose(st.scatter[1], [[2.0, 4.0], [4.0, 8.0]])
+
+
+@pytest.mark.parametrize(
+    ("x", "labels", "features", "match"),
+    [
+        (np.ones(3), ["a", "b", "c"], None, "must be 2-D"),
+        (np.ones((3, 2)), ["a", "b"], None, "2 labels but the array has 3 rows"),
+        (np.ones((3, 2)), ["a", "b", "c"], ["u"], "1 names but the array has 2 columns"),
+        (np.ones((3, 2)), np.ones((3, 1)), None, "1-D with one label per row"),
+    ],
+)
+def test_array_shape_errors(x, labels, features, match):
+    with pytest.raises(DataError, match=match):
+        reduce(x, group=labels, features=features)
+
+
+def test_array_with_categorical_labels_keeps_category_order():
+    labels = pd.Categorical(["lo", "hi", "lo"], categories=["mid", "hi", "lo"])
+    st = reduce(np.array([[1.0], [2.0], [3.0]]), group=labels)
+    assert st.groups == ("hi", "lo")
+
+
+def test_group_must_name_a_column_for_tables():
+    with pytest.raises(DataError, match="name of the group column"):
+        reduce(_frame(), group=np.array(list("aabbcc")), features=["x"])
+
+
+def test_con_only_for_duckdb_inputs():
+    duckdb = pytest.importorskip("duckdb")
+    with pytest.raises(DataError, match="con= is used only"):
+        reduce(_frame(), "grp", ["x"], con=duckdb.connect())
+
+
+def _kinds(df, tmp_path):
+    """The same rows as every kind of input."""
+    duckdb = pytest.importorskip("duckdb")
+    pa = pytest.importorskip("pyarrow")
+    pl = pytest.importorskip("polars")
+    dd = pytest.importorskip("dask.dataframe")
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    con = duckdb.connect()
+    con.register("frame", df)
+    return {
+        "pandas": df,
+        "parquet": tmp_path / "t.parquet",
+        "csv": str(tmp_path / "t.csv"),
+        "relation": con.sql("SELECT * FROM frame"),
+        "arrow": pa.Table.from_pandas(df, preserve_index=False),
+        "arrow-batch": pa.RecordBatch.from_pandas(df, preserve_index=False),
+        "polars": pl.from_pandas(df),
+        "polars-lazy": pl.from_pandas(df).lazy(),
+        "dask": dd.from_pandas(df, npartitions=2),
+    }
+
+
+def test_default_features_are_the_numeric_columns(tmp_path):
+    df = _frame().assign(note=list("uvwxyz"), flag=[True, False] * 3)
+    expected = reduce(df, "grp", ["x", "y", "flag"])
+    for kind, data in _kinds(df, tmp_path).items():
+        st = reduce(data, "grp")
+        assert st.features == ("x", "y", "flag"), kind
+        np.testing.assert_allclose(st.scatter, expected.scatter, rtol=1e-12, err_msg=kind)
+
+
+def test_glob_of_parquet_files_and_compressed_csv(tmp_path):
+    df = _holey_frame()
+    df.iloc[:4].to_parquet(tmp_path / "part-0.parquet", index=False)
+    df.iloc[4:].to_parquet(tmp_path / "part-1.parquet", index=False)
+    df.to_csv(tmp_path / "rows.csv.gz", index=False, compression="gzip")
+    df.to_parquet(tmp_path / "rows.data", index=False)  # unknown suffix: sniffed
+    whole = reduce(df, "grp", ["x", "y"])
+    for data in (str(tmp_path / "part-*.parquet"), tmp_path / "rows.csv.gz",
+                 tmp_path / "rows.data"):
+        st = reduce(data, "grp", ["x", "y"])
+        assert st.groups == whole.groups
+        np.testing.assert_array_equal(st.incomplete.n, whole.incomplete.n)
+        np.testing.assert_allclose(st.scatter, whole.scatter, rtol=1e-12, atol=1e-12)
+
+
+def test_sql_without_a_connection_reads_files(tmp_path):
+    df = _frame()
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    st = reduce(f"SELECT * FROM '{tmp_path / 't.parquet'}' WHERE x > 1", "grp", ["x"])
+    assert st.n.tolist() == [2, 2, 1]
+
+
+def test_arrow_dataset_is_scanned_by_duckdb(tmp_path):
+    ds = pytest.importorskip("pyarrow.dataset")
+    df = _frame()
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    st = reduce(ds.dataset(tmp_path / "t.parquet"), "grp", ["x", "y"])
+    np.testing.assert_allclose(st.scatter, reduce(df, "grp", ["x", "y"]).scatter, rtol=1e-12)
+
+
+def test_input_kind_names():
+    from groupcov.data import input_kind
+
+    assert input_kind(SufficientStats(("a",), ("x",), np.array([1]), np.ones((1, 1)),
+                                      np.zeros((1, 1, 1)))) == "stats"
+    assert input_kind("WITH t AS (SELECT 1) SELECT * FROM t") == "sql"
+    assert input_kind("selected_rows.csv") == "path"
+
+
+# --- warnings about the features ------------------------------------------------------------
+
+
+def test_many_features_warning_names_count_and_cost():
+    from groupcov.data import ManyFeaturesWarning
+    from groupcov.data.validate import warn_many_features
+
+    with pytest.warns(ManyFeaturesWarning, match=r"51 features: .* 1,326 parameters"):
+        warn_many_features(51)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_many_features(50)
+
+
+def test_collinear_features_are_named():
+    from groupcov.data.validate import collinear_features
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4))
+    x[:, 2] = x[:, 0] - 3.0 * x[:, 3]  # columns 0, 2, 3 dependent; 1 free
+    c = x - x.mean(axis=0)
+    assert collinear_features(c.T @ c, ["a", "b", "c", "d"]) == ["a", "c", "d"]
+    x[:, 2] += 1e-4 * rng.normal(size=40)  # nearly but not exactly dependent
+    c = x - x.mean(axis=0)
+    assert collinear_features(c.T @ c, ["a", "b", "c", "d"]) == []

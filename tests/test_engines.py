@@ -200,7 +200,7 @@ ENGINES = {
 @pytest.fixture(scope="module")
 def dask_client():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:
         yield client
 

@@ -45,9 +45,11 @@ def partition_cells(part: pd.DataFrame, group: str, features: Sequence[str]) -> 
     -------
     dict
         ``rows``; ``missing_rows``/``missing_count`` of group labels;
-        ``inf_rows``/``inf_count`` per feature; ``categories`` of a categorical
-        group column; and, when the partition is valid, ``labels`` and ``cells``
-        (group index into ``labels``, observed, n, mean, scatter).
+        ``inf_rows``/``inf_count`` and ``observed_count`` per feature;
+        ``categories`` of a categorical group column; and, when the partition is
+        valid, ``labels`` and ``cells`` (group index into ``labels``, observed, n,
+        reference, relative mean, scatter; see
+        :func:`~groupcov.data.numpy_engine.relative_cells`).
     """
     labels = part[group]
     missing = labels.isna().to_numpy()
@@ -59,6 +61,7 @@ def partition_cells(part: pd.DataFrame, group: str, features: Sequence[str]) -> 
         "missing_count": int(missing.sum()),
         "inf_rows": [np.flatnonzero(infinite[:, j])[:SHOWN_ROWS] for j in range(x.shape[1])],
         "inf_count": infinite.sum(axis=0),
+        "observed_count": (~np.isnan(x)).sum(axis=0),
         "categories": label_categories(labels),
         "labels": [],
         "cells": None,
@@ -125,10 +128,7 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
             rows = _global_rows(parts, "inf_rows", lambda r, j=j: r[j])
             raise infinite_error(f, count, rows_text(rows[:5], total=count), SOURCE)
     valid = [part for part in parts if part["cells"] is not None]
-    observed_counts = np.zeros(len(features))
-    for part in valid:
-        _, observed, n, *_ = part["cells"]
-        observed_counts += (observed * n[:, None]).sum(axis=0)
+    observed_counts = sum(part["observed_count"] for part in parts)
     for f, count in zip(features, observed_counts, strict=True):
         if count == 0:
             raise all_missing_error(f, n_rows, SOURCE)

@@ -118,7 +118,52 @@ def open_path(path: str | os.PathLike, con) -> tuple[object, str, str]:
             f"{source} could not be read as a {kind.upper()} table "
             f"({_first_line(error)}); check that it is a {kind.upper()} file"
         ) from None
+    if os.path.isfile(text):
+        names = _raw_columns(text, kind, con)
+        dupes = sorted({c for c in names if names.count(c) > 1})
+        if dupes:
+            raise DataError(
+                f"{source} has duplicated column names {dupes} (DuckDB would rename them "
+                f"to {[c for c in relation.columns if c not in names]}): rename them"
+            )
     return relation, source, kind
+
+
+def _raw_columns(path: str, kind: str, con) -> list[str]:
+    """Column names as written in the file (DuckDB renames duplicates on reading)."""
+    if kind == "parquet":
+        nodes = con.sql(
+            f"SELECT name, num_children FROM parquet_schema({_literal(path)})"
+        ).fetchall()
+        names, i = [], 1
+        for _ in range(int(nodes[0][1] or 0) if nodes else 0):
+            names.append(nodes[i][0])
+            pending = int(nodes[i][1] or 0)
+            i += 1
+            while pending:
+                pending += int(nodes[i][1] or 0) - 1
+                i += 1
+        return names
+    import csv
+    import gzip
+
+    sniff = con.sql(
+        "SELECT Delimiter, Quote, SkipRows, HasHeader "
+        f"FROM sniff_csv({_literal(path)}, nullstr = ['']) "
+    ).fetchall()
+    delimiter, quote, skip, header = sniff[0]
+    if not header:
+        return []
+    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            for _ in range(int(skip)):
+                handle.readline()
+            quoting = {} if quote in ("(empty)", "") else {"quotechar": quote}
+            reader = csv.reader(handle, delimiter=delimiter, **quoting)
+            return next(reader, [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def _type_id(dtype) -> str:
@@ -215,10 +260,11 @@ def _moments(result: dict, p: int, shifts: np.ndarray) -> tuple[np.ndarray, ...]
     sums = np.stack([_filled(result[f"s{j}"]) for j in range(p)], axis=-1).reshape(-1, p)
     dbar = sums / safe[:, None]
     scatter = np.empty((len(n), p, p))
-    for i in range(p):
-        for j in range(i + 1):
-            c = _filled(result[f"c{i}_{j}"]) - n * dbar[:, i] * dbar[:, j]
-            scatter[:, i, j] = scatter[:, j, i] = c
+    with np.errstate(invalid="ignore", over="ignore"):  # infinite values are reported later
+        for i in range(p):
+            for j in range(i + 1):
+                c = _filled(result[f"c{i}_{j}"]) - n * dbar[:, i] * dbar[:, j]
+                scatter[:, i, j] = scatter[:, j, i] = c
     diag = np.einsum("kii->ki", scatter)
     diag[...] = np.maximum(diag, 0.0)
     return n, np.asarray(shifts) + dbar, scatter, dbar
@@ -325,6 +371,9 @@ def _reduce_relation(relation, group, features, source, label_order) -> Sufficie
                 relation,
                 f"SELECT {_ident(f)} AS e FROM {VIEW} WHERE {_ident(f)} IS NOT NULL LIMIT 1",
             )["e"].tolist()
+            if not example:  # no value to show: an empty table or an all-missing column
+                rows = int(_query(relation, f"SELECT count(*) AS n FROM {VIEW}")["n"][0])
+                raise no_rows_error(source) if rows == 0 else all_missing_error(f, rows, source)
             raise non_numeric_error(f, types[f], example, source)
     shifts = _shifts(relation, clean, p)
     first = _first_pass(relation, clean, p, shifts)

@@ -63,7 +63,23 @@ def infinite_cells(x: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(bad[:, j]) for j in range(x.shape[1])] if bad.any() else []
 
 
+def _numbers_in_objects(df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Object columns holding only numbers (and None) as numeric columns."""
+    inferred = {}
+    for f in features:
+        if df[f].dtype == object:
+            column = df[f].infer_objects()
+            if is_numeric_dtype(column.dtype):
+                inferred[f] = column
+    if inferred:
+        df = df.copy(deep=False)
+        for f, column in inferred.items():
+            df[f] = column
+    return df
+
+
 def _feature_matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
+    df = _numbers_in_objects(df, features)
     check_numeric(df, features)
     x = float_matrix(df, features)
     for f, rows in zip(features, infinite_cells(x), strict=False):
@@ -222,13 +238,13 @@ def reduce_arrays(x, labels, features: Sequence[str] | None = None) -> Sufficien
         )
     if not features:
         raise DataError("the array has no feature columns")
-    check_columns(["\0group", *features], "\0group", features)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(
-            f"the feature array is not numeric (dtype {arr.dtype}, e.g. "
-            f"{arr.ravel()[:1].tolist()}); convert it with x.astype(float)"
-        )
-    df = pd.DataFrame(arr.astype(float, copy=False), columns=features)
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:
+        raise DataError(f"feature(s) {repeated} listed more than once in features=")
+    if arr.dtype.kind in "biuf":
+        df = pd.DataFrame(arr.astype(float, copy=False), columns=features)
+    else:  # e.g. an object array: judge column by column, numbers and None are fine
+        df = pd.DataFrame(arr, columns=features).infer_objects()
     if len(df) == 0:
         raise no_rows_error("the array")
     x = _feature_matrix(df, features)

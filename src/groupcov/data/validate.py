@@ -76,7 +76,7 @@ def warn_many_features(n_features: int, stacklevel: int = 2) -> None:
     )
 
 
-def collinear_features(scatter: np.ndarray, features: Sequence[str], tol: float = 1e-10):
+def collinear_features(scatter: np.ndarray, features: Sequence[str], tol: float = 1e-12):
     """Features in an exact linear dependence of a (pooled within-group) scatter matrix.
 
     Returns
