@@ -1,12 +1,486 @@
-"""Command line: ``groupcov demo``."""
+"""Command line: ``groupcov fit | predict | compare | demo``.
+
+Exit status: 0 on success, 2 for a usage or input error (one line on stderr, no
+traceback), 1 for any other failure (``--traceback`` shows it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["FIT_OUTPUTS", "InputError", "build_parser", "main", "read_table"]
+
+FIT_OUTPUTS = (
+    "posterior.nc",
+    "summary.csv",
+    "covariances.csv",
+    "correlations.csv",
+    "ellipses.png",
+    "report.html",
+)
+"""Files written by ``groupcov fit`` into ``--out``."""
+
+_POOLING = ("hierarchical", "unpooled", "pooled")
+_SAMPLERS = ("numpyro", "nutpie", "pymc")
+_CSV = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+_PARQUET = (".parquet", ".pq")
+
+
+class InputError(ValueError):
+    """A command-line input that cannot be used (a path, a format, a value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose errors are one line: ``groupcov fit: error: ...``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _split_names(values: Sequence[str] | None) -> list[str] | None:
+    """``--features a b``, ``--features a,b``: one flat list of names."""
+    if values is None:
+        return None
+    names = [part.strip() for v in values for part in v.split(",")]
+    return [n for n in names if n]
+
+
+def _data_file(path: str | Path) -> Path:
+    """``path`` unless it names a single file that does not exist (globs pass)."""
+    path = Path(path)
+    if not any(ch in str(path) for ch in "*?[") and not path.exists():
+        raise InputError(f"data file '{path}' not found")
+    if path.is_dir():
+        raise InputError(f"data path '{path}' is a directory; pass a CSV or Parquet file")
+    return path
+
+
+def reduce_file(path: str | Path, group: str, features: Sequence[str] | None):
+    """Per-group statistics of a CSV or Parquet file (or glob), without loading it.
+
+    Every command reduces its data through this function (DuckDB reads the file).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        CSV (``.csv``, ``.tsv``, optionally compressed) or Parquet file, or a glob.
+    group : str
+        Group column.
+    features : sequence of str or None
+        Feature columns; ``None``: every numeric column except ``group``.
+
+    Returns
+    -------
+    SufficientStats
+
+    Raises
+    ------
+    InputError, groupcov.DataError
+        A missing file, or a table that cannot be used (the message says why).
+    """
+    from groupcov.data import reduce
+
+    path = _data_file(path)
+    return reduce(str(path), group=group, features=features)
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None,
+               max_rows: int | None = None):
+    """Rows of a CSV or Parquet file as a pandas DataFrame.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) or ``.parquet``/``.pq`` file.
+    columns : sequence of str, optional
+        Columns to keep (default all).
+    max_rows : int, optional
+        Keep a random sample of at most this many rows (reproducible).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, has an unknown extension or cannot be parsed.
+
+    Examples
+    --------
+    >>> read_table("no/such/file.csv")
+    Traceback (most recent call last):
+    ...
+    groupcov.cli.InputError: data file 'no/such/file.csv' not found
+    """
+    import pandas as pd
+
+    path = _data_file(path)
+    name = path.name.lower()
+    try:
+        if name.endswith(_PARQUET):
+            df = pd.read_parquet(path, columns=None if columns is None else list(columns))
+        elif name.endswith(_CSV):
+            sep = "\t" if ".tsv" in name else ","
+            df = pd.read_csv(path, sep=sep, usecols=None if columns is None else list(columns))
+        else:
+            raise InputError(
+                f"unknown data format of '{path}': use a .csv, .tsv or .parquet file"
+            )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            KeyError) as err:
+        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
+    except ValueError as err:  # pandas: usecols do not match the columns
+        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
+    except Exception as err:  # pyarrow raises its own error types for broken files
+        if type(err).__module__.startswith("pyarrow"):
+            raise InputError(f"cannot read '{path}' as Parquet: {_first_line(err)}") from None
+        raise
+    if max_rows is not None and len(df) > max_rows:
+        df = df.sample(n=max_rows, random_state=0).sort_index()
+    return df
+
+
+def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int = 20_000):
+    """A reproducible sample of at most ``limit`` rows to draw under the ellipses."""
+    cols = [group, *features]
+    try:
+        import duckdb
+    except ImportError:
+        return read_table(path, cols, max_rows=limit)
+    name = str(path).lower()
+    con = duckdb.connect()
+    try:
+        parquet = name.endswith(_PARQUET) or name.removesuffix(".gz").endswith(_PARQUET)
+        rel = con.read_parquet(str(path)) if parquet else con.read_csv(str(path))
+        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
+        return rel.query(
+            "t", f"SELECT {quoted} FROM t USING SAMPLE reservoir({int(limit)} ROWS) "
+            "REPEATABLE (0)"
+        ).df()
+    finally:
+        con.close()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+class _Progress:
+    """Stages of long work on stderr: a live bar on a terminal, one line each otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None = None, quiet: bool = False):
+        self.total = total
+        self.quiet = quiet
+        self.live = sys.stderr.isatty() if enabled is None else enabled
+        self.done = 0
+        self.started = time.perf_counter()
+        self._bar = None
+        self._task = None
+        if self.live and not quiet:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self._task = self._bar.add_task("starting", total=total)
+            self._bar.start()
+
+    @contextlib.contextmanager
+    def stage(self, text: str, own_bar: bool = False) -> Iterator[None]:
+        """Run one stage; ``own_bar``: the work draws its own progress bar."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+            if own_bar:
+                self._bar.stop()
+        elif not self.quiet:
+            print(f"groupcov: [{self.done + 1}/{self.total}] {text} ...", file=sys.stderr,
+                  flush=True)
+        yield
+        self.done += 1
+        if self._bar is not None:
+            if own_bar:
+                self._bar.start()
+            self._bar.update(self._task, completed=self.done)
+        elif not self.quiet and self.done == self.total:
+            print(f"groupcov: done in {time.perf_counter() - self.started:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _warn_line(message: warnings.WarningMessage) -> None:
+    print(f"groupcov: warning: {_first_line(Exception(str(message.message)))}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _report_warnings() -> Iterator[None]:
+    """Show the library's warnings as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        yield
+    seen = set()
+    for w in caught:
+        key = str(w.message)
+        if key not in seen and type(w.message).__module__.startswith("groupcov"):
+            seen.add(key)
+            _warn_line(w)
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; pass a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create --out directory '{out}': {err.strerror}") from None
+    return out
+
+
+def _fit_model(args, stats, progress: _Progress, means: str, covariance: str,
+               label: str = ""):
+    from groupcov import GroupCovModel
+
+    with progress.stage(f"building the {label or means + '/' + covariance} model"):
+        with _report_warnings():
+            model = GroupCovModel(stats, means=means, covariance=covariance)
+    sampler = args.sampler or "numpyro"
+    own_bar = progress.live and not progress.quiet and sampler != "numpyro"
+    with progress.stage(
+        f"sampling ({sampler}, {args.chains} chains x {args.draws} draws after "
+        f"{args.tune} warm-up)",
+        own_bar=own_bar,
+    ):
+        result = model.fit(sampler=args.sampler, draws=args.draws, tune=args.tune,
+                           chains=args.chains, random_seed=args.seed, progressbar=own_bar)
+    return result
+
+
+def _matrix_table(result, name: str):
+    """Posterior mean matrices of every group, stacked: columns group, feature, <features>."""
+    import pandas as pd
+
+    mean = result.idata.posterior[name].mean(("chain", "draw"))
+    feats = result.features
+    frames = [
+        pd.DataFrame(mean.sel(group=g).values, columns=feats).assign(
+            group=g, feature=feats
+        )[["group", "feature", *feats]]
+        for g in result.groups
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def group_table(result) -> str:
+    """Compact per-group text table: rows, posterior means of means, sds and correlations."""
+    post = result.idata.posterior
+    feats = result.features
+    mu = post["mu"].mean(("chain", "draw")).values
+    sd = post["sigma"].mean(("chain", "draw")).values
+    corr = post["corr"].mean(("chain", "draw")).values
+    n = result.stats.rows_per_group()
+    cols = [f"mean[{f}]" for f in feats] + [f"sd[{f}]" for f in feats]
+    pairs = [(a, b) for a in range(len(feats)) for b in range(a + 1, len(feats))]
+    cols += [f"corr[{feats[a]},{feats[b]}]" for a, b in pairs]
+    labels = [str(g) for g in result.groups]
+    gw = max(5, *(len(s) for s in labels))
+    widths = [max(9, len(c)) for c in cols]
+    lines = [f"{'group':<{gw}} {'rows':>7} " + " ".join(
+        f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
+    lines.append("-" * len(lines[0]))
+    for i, g in enumerate(labels):
+        vals = list(mu[i]) + list(sd[i]) + [corr[i, a, b] for a, b in pairs]
+        cells = " ".join(f"{v:>{w}.4g}" for v, w in zip(vals, widths, strict=True))
+        lines.append(f"{g:<{gw}} {int(n[i]):>7} {cells}")
+    return "\n".join(lines)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    _data_file(args.data)
+    out = _out_dir(args.out)
+    progress = _Progress(5, enabled=args.progress, quiet=args.quiet)
+    try:
+        with progress.stage(f"reducing {args.data} to per-group statistics"):
+            with _report_warnings():
+                stats = reduce_file(args.data, args.group, _split_names(args.features))
+        result = _fit_model(args, stats, progress, args.means, args.covariance)
+        with progress.stage(f"writing posterior and tables to {out}"):
+            result.save(out / "posterior.nc")
+            result.summary().to_csv(out / "summary.csv", index=False)
+            _matrix_table(result, "cov").to_csv(out / "covariances.csv", index=False)
+            _matrix_table(result, "corr").to_csv(out / "correlations.csv", index=False)
+        with progress.stage("drawing plots and the report"):
+            rows = _plot_rows(args.data, args.group, result.features)
+            _write_figures(result, rows, args.group, out, Path(args.data).name)
+    finally:
+        progress.close()
+    diag = result.diagnostics()
+    print(group_table(result))
+    print(
+        f"\nmax R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
+        f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
+        f"({diag.chains} chains x {diag.draws} draws)"
+        + ("" if diag.ok else "  <- check the diagnostics in report.html")
+    )
+    print(f"wrote {', '.join(FIT_OUTPUTS)} to {out}")
+    return 0
+
+
+def _write_figures(result, data, group: str, out: Path, source: str) -> None:
+    from groupcov import plots
+    from groupcov.report import write_report
+
+    groups = result.groups[:40]
+    if len(result.features) == 2:
+        fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
+    else:
+        fig = plots.pairs(result, groups=groups, data=data, group_column=group)
+    fig.savefig(out / "ellipses.png", dpi=100)
+    write_report(result, out / "report.html", data=data, group_column=group, source=source,
+                 title=f"groupcov: {source}")
+
+
+def _load_fit(path: str):
+    from groupcov.result import GroupCovResult
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "posterior.nc"
+    if not p.exists():
+        raise InputError(f"fit '{path}' not found: pass the --out directory of "
+                         "`groupcov fit` or its posterior.nc")
+    try:
+        return GroupCovResult.load(p)
+    except (OSError, KeyError) as err:
+        raise InputError(f"'{p}' is not a groupcov fit: {_first_line(err)}") from None
+
+
+def _write_table(df, out: str | None) -> None:
+    if out is None:
+        df.to_csv(sys.stdout, index=False)
+        return
+    path = Path(out)
+    if path.parent and not path.parent.exists():
+        raise InputError(f"directory '{path.parent}' of --out does not exist")
+    df.to_csv(path, index=False)
+    print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    result = _load_fit(args.fit)
+    if args.classify is not None:
+        if args.group is not None:
+            raise InputError("pass either --group (draw new rows) or --classify (score rows)")
+        data = read_table(args.classify)
+        missing = [f for f in result.features if f not in data.columns]
+        if missing:
+            raise InputError(
+                f"column(s) {missing} not found in '{args.classify}'; the fit needs "
+                f"features {result.features}"
+            )
+        with _report_warnings():
+            probs = result.classify(data[result.features])
+        table = pd.DataFrame(np.asarray(probs), columns=[f"p[{g}]" for g in result.groups],
+                             index=data.index) if not isinstance(probs, pd.DataFrame) else probs
+        _write_table(table.reset_index(drop=True), args.out)
+        return 0
+    group = args.group
+    if group is not None and group not in {str(g) for g in result.groups} | {"new"}:
+        raise InputError(f"unknown group {group!r}; groups are "
+                         f"{[str(g) for g in result.groups]} (or 'new' for a new group)")
+    label = None
+    if group is not None and group != "new":
+        label = next(g for g in result.groups if str(g) == group)
+    with _report_warnings():
+        draws = result.predict(group=label, n=args.n, random_seed=args.seed)
+    table = draws if isinstance(draws, pd.DataFrame) else pd.DataFrame(
+        np.asarray(draws).reshape(-1, len(result.features)), columns=result.features)
+    _write_table(table, args.out)
+    return 0
+
+
+def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | None:
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        parts = v.replace(":", "/").split("/")
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2 or any(p not in _POOLING for p in parts):
+            raise InputError(
+                f"--candidates {v!r}: write MEANS/COVARIANCE with each one of "
+                f"{', '.join(_POOLING)} (for example hierarchical/unpooled)"
+            )
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import groupcov
+
+    candidates = _parse_candidates(args.candidates)
+    data = read_table(args.data)
+    features = _split_names(args.features)
+    kwargs = {"draws": args.draws, "tune": args.tune, "chains": args.chains,
+              "random_seed": args.seed}
+    if args.sampler:
+        kwargs["sampler"] = args.sampler
+    with _report_warnings():
+        table = groupcov.compare(data, group=args.group, features=features,
+                                 candidates=candidates, **kwargs)
+    print(table.to_string())
+    if args.out:
+        _write_table(table.reset_index(), args.out)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -73,16 +547,107 @@ def _demo(args: argparse.Namespace) -> int:
     )
     good = inside == len(rows) and diag.max_r_hat <= 1.01 and diag.divergences == 0
     print("OK" if good else "CHECK: see the rows and diagnostics above")
+    if args.plot:
+        from groupcov import plots
+
+        fig = plots.ellipses(result, data=sim.data, group_column="group", max_points=600)
+        fig.savefig(args.plot, dpi=110)
+        print(f"groupcov: wrote {args.plot}", file=sys.stderr)
     return 0 if good else 1
+
+
+def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: int = 4) -> None:
+    g = parser.add_argument_group("sampling")
+    g.add_argument("--sampler", choices=_SAMPLERS, default=None,
+                   help="NUTS back-end (default numpyro)")
+    g.add_argument("--draws", type=_positive_int, default=draws,
+                   help=f"draws per chain (default {draws})")
+    g.add_argument("--tune", type=_nonnegative_int, default=1000,
+                   help="warm-up steps per chain (default 1000)")
+    g.add_argument("--chains", type=_positive_int, default=chains,
+                   help=f"number of chains (default {chains})")
+    g.add_argument("--seed", type=int, default=None, help="random seed (reproducible draws)")
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="CSV (.csv, .tsv) or Parquet file")
+    parser.add_argument("--group", required=True, metavar="COL",
+                        help="column holding the group labels")
+    parser.add_argument("--features", nargs="+", metavar="COL",
+                        help="feature columns, space- or comma-separated "
+                             "(default: every numeric column except --group)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``groupcov`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="groupcov",
         description="Bayesian estimation of per-group means and covariance matrices.",
+        epilog="Example: groupcov fit data.csv --group species --features x y z --out fit/",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit per-group means and covariances to a table and write a report",
+        description="Fit per-group means and covariance matrices to the rows of DATA and "
+        "write posterior.nc, summary.csv, covariances.csv, correlations.csv, ellipses.png "
+        "and report.html into --out.",
+        epilog="Example: groupcov fit data.csv --group species --features x y z --out fit/",
+    )
+    _data_args(fit)
+    fit.add_argument("--means", choices=_POOLING, default="hierarchical",
+                     help="pooling of the group means (default hierarchical)")
+    fit.add_argument("--covariance", choices=_POOLING, default="hierarchical",
+                     help="pooling of the covariance matrices (default hierarchical)")
+    _sampling_args(fit)
+    fit.add_argument("--out", required=True, metavar="DIR",
+                     help="directory for the outputs (created if missing)")
+    bar = fit.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="live progress bar (default: when stderr is a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="one line per stage instead of a live bar")
+    fit.add_argument("--quiet", action="store_true", help="no progress output")
+    fit.set_defaults(func=_fit)
+
+    predict = sub.add_parser(
+        "predict",
+        help="draw new rows of a group, or group probabilities of new rows",
+        description="From a saved fit (the --out directory of `groupcov fit`, or its "
+        "posterior.nc): draw rows from the posterior predictive distribution of a group "
+        "(--group G, or --group new for a new group), or give each row of a file the "
+        "probability of belonging to each group (--classify FILE).",
+    )
+    predict.add_argument("fit", metavar="FIT", help="directory or posterior.nc of a fit")
+    what = predict.add_mutually_exclusive_group(required=True)
+    what.add_argument("--group", metavar="G",
+                      help="group to draw rows for ('new': a group not in the data)")
+    what.add_argument("--classify", metavar="FILE",
+                      help="CSV or Parquet file of rows to classify")
+    predict.add_argument("--n", type=_positive_int, default=100,
+                         help="rows to draw with --group (default 100)")
+    predict.add_argument("--seed", type=int, default=None, help="random seed")
+    predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
+    predict.set_defaults(func=_predict)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare pooling choices by leave-one-group-out LOO",
+        description="Fit several pooling choices to DATA and rank them by their expected "
+        "log predictive density (leave-one-group-out LOO).",
+    )
+    _data_args(compare)
+    compare.add_argument(
+        "--candidates", nargs="+", metavar="MEANS/COV",
+        help="pooling choices to compare, e.g. hierarchical/hierarchical unpooled/unpooled "
+             "(a single word sets both; default: the library's candidates)")
+    _sampling_args(compare)
+    compare.add_argument("--out", metavar="FILE", help="also write the table to this CSV file")
+    compare.set_defaults(func=_compare)
+
     demo = sub.add_parser(
         "demo",
         help="simulate the two-group example, fit it and compare with the truth",
@@ -97,19 +662,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--chains", type=int, default=4, help="number of chains")
     demo.add_argument("--seed", type=int, default=1, help="sampler seed")
     demo.add_argument("--data-seed", type=int, default=20240601, help="simulation seed")
+    demo.add_argument("--plot", metavar="PNG", default=None,
+                      help="also save the covariance-ellipse plot of the fit to this file")
     demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``groupcov`` console script."""
+    """Entry point of the ``groupcov`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, ImportError) as err:
-        print(f"groupcov: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("groupcov: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, ImportError, OSError) as err:
+        # DataError and InputError are ValueErrors: bad input, said in one line
+        print(f"groupcov {args.command}: error: {_first_line(err)}", file=sys.stderr)
+        if args.traceback:
+            raise
         return 2
+    except Exception as err:
+        if args.traceback:
+            raise
+        print(
+            f"groupcov {args.command}: failed: {type(err).__name__}: {_first_line(err)} "
+            "(run with --traceback for details)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,242 @@
+"""Command line: fits from CSV and Parquet files, outputs that parse, exit codes."""
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import arviz as az
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from groupcov import cli
+from groupcov.data import reduce
+from groupcov.datasets import simulate_groups
+from groupcov.result import GroupCovResult
+
+FEATURES = ["x0", "x1", "x2"]
+SAMPLING = ["--draws", "200", "--tune", "200", "--chains", "2", "--seed", "3"]
+
+
+def run_cli(argv):
+    """``groupcov ARGV`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    sim = simulate_groups(3, [25, 60, 140], 3, seed=11)
+    df = sim.data.rename(columns={"group": "site"})
+    df["x1"] = df["x1"] * 1000.0 + 5e6  # units and offset must survive the round trip
+    df.loc[[3, 70, 71], "x2"] = np.nan
+    df["note"] = "text"  # a non-numeric column that is not a feature
+    df.to_csv(root / "data.csv", index=False)
+    df.to_parquet(root / "data.parquet")
+    return root, df
+
+
+@pytest.fixture(scope="module")
+def csv_fit(files):
+    root, _ = files
+    out = root / "fit_csv"
+    code, stdout, stderr = run_cli(["fit", root / "data.csv", "--group", "site",
+                                    "--features", *FEATURES, *SAMPLING, "--out", out])
+    assert code == 0, stderr
+    return out, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def parquet_fit(files):
+    root, _ = files
+    out = root / "fit_parquet"
+    code, stdout, stderr = run_cli(["fit", root / "data.parquet", "--group", "site",
+                                    "--features", ",".join(FEATURES), *SAMPLING,
+                                    "--out", out, "--no-progress"])
+    assert code == 0, stderr
+    return out, stdout, stderr
+
+
+def test_fit_writes_every_output_and_each_parses(csv_fit, parquet_fit):
+    for out, _, _ in (csv_fit, parquet_fit):
+        assert sorted(p.name for p in out.iterdir()) == sorted(cli.FIT_OUTPUTS)
+        idata = az.from_netcdf(out / "posterior.nc")
+        assert {"posterior", "constant_data", "log_likelihood", "sample_stats"} <= set(
+            idata.groups())
+        assert idata.posterior["cov"].shape == (2, 200, 3, 3, 3)
+        for name in ("summary.csv", "covariances.csv", "correlations.csv"):
+            assert len(pd.read_csv(out / name)) > 0
+        img = matplotlib.image.imread(out / "ellipses.png")
+        assert img.shape[0] > 300 and img.shape[1] > 300 and img[..., :3].std() > 0.05
+        text = (out / "report.html").read_text(encoding="utf-8")
+        assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+
+
+def test_tables_agree_with_the_saved_posterior(csv_fit, files):
+    out, _, _ = csv_fit
+    idata = az.from_netcdf(out / "posterior.nc")
+    post = idata.posterior
+    cov = pd.read_csv(out / "covariances.csv")
+    corr = pd.read_csv(out / "correlations.csv")
+    assert list(cov.columns) == ["group", "feature", *FEATURES]
+    for gi, g in enumerate(post["group"].values):
+        block = cov[cov.group == g].set_index("feature").loc[FEATURES, FEATURES].to_numpy()
+        np.testing.assert_allclose(block, post["cov"].values[:, :, gi].mean((0, 1)), rtol=1e-12)
+        block = corr[corr.group == g].set_index("feature").loc[FEATURES, FEATURES].to_numpy()
+        np.testing.assert_allclose(block, post["corr"].values[:, :, gi].mean((0, 1)),
+                                   rtol=1e-12)
+    summary = pd.read_csv(out / "summary.csv")
+    row = summary[(summary.group == "g1") & (summary.parameter == "mu[x1]")].iloc[0]
+    draws = post["mu"].sel(group="g1", feature="x1").values
+    assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    assert (row["hdi_low"], row["hdi_high"]) == pytest.approx(
+        tuple(az.hdi(draws.ravel(), hdi_prob=0.94)), rel=1e-12)
+    # the data's units: x1 was scaled by 1000 and shifted by 5e6
+    _, df = files
+    assert row["mean"] == pytest.approx(df[df.site == "g1"].x1.mean(), abs=5 * row["sd"])
+
+
+def test_saved_fit_reloads_with_statistics_and_spec(csv_fit, files):
+    out, _, _ = csv_fit
+    _, df = files
+    res = GroupCovResult.load(out)
+    expected = reduce(df, "site", FEATURES)
+    assert res.groups == ["g0", "g1", "g2"] and res.features == FEATURES
+    assert res.spec == {"means": "hierarchical", "covariance": "hierarchical"}
+    np.testing.assert_array_equal(res.stats.n, expected.n)
+    np.testing.assert_allclose(res.stats.mean, expected.mean, rtol=1e-13)
+    np.testing.assert_allclose(res.stats.scatter, expected.scatter, rtol=1e-10)
+    np.testing.assert_array_equal(res.stats.incomplete.n, expected.incomplete.n)
+    assert res.stats.incomplete.n.sum() == 3  # the three rows with x2 missing
+    pd.testing.assert_frame_equal(res.summary(), pd.read_csv(out / "summary.csv"),
+                                  check_dtype=False, rtol=1e-10)
+
+
+def test_csv_and_parquet_give_the_same_fit(csv_fit, parquet_fit):
+    a = az.from_netcdf(csv_fit[0] / "posterior.nc")
+    b = az.from_netcdf(parquet_fit[0] / "posterior.nc")
+    for name in ("n", "sample_mean", "scatter", "cell_n", "cell_mean"):
+        np.testing.assert_allclose(a.constant_data[name], b.constant_data[name], rtol=1e-12)
+    # same statistics and seed: the same draws
+    np.testing.assert_allclose(a.posterior["cov"], b.posterior["cov"], rtol=1e-6)
+
+
+def test_printed_table_and_progress(csv_fit, parquet_fit, files):
+    _, df = files
+    _, stdout, _ = csv_fit
+    lines = stdout.splitlines()
+    header = lines[0].split()
+    assert header[:2] == ["group", "rows"] and "corr[x0,x2]" in header
+    post = az.from_netcdf(csv_fit[0] / "posterior.nc").posterior
+    for g, n in df.site.value_counts().items():
+        row = next(line.split() for line in lines if line.startswith(g + " "))
+        assert int(row[1]) == n
+        mean_x0 = float(post["mu"].sel(group=g, feature="x0").mean())
+        assert float(row[2]) == pytest.approx(mean_x0, rel=1e-3, abs=1e-3)
+    assert "wrote posterior.nc" in stdout and "max R-hat" in stdout
+    for _, _, err in (csv_fit, parquet_fit):
+        assert "[3/5] sampling (numpyro, 2 chains x 200 draws" in err
+        assert "[5/5] drawing plots and the report" in err
+        assert "warning: " in err and "missing" in err  # the three missing x2 values
+        assert "Traceback" not in err
+
+
+def _one_line_error(code, stderr, words, status=2):
+    """Exit status, and one line of message (after any progress lines), no traceback."""
+    assert code == status
+    lines = [line for line in stderr.strip().splitlines()
+             if not line.startswith(("groupcov: [", "groupcov: warning:"))]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("groupcov") and "Traceback" not in stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["fit", "{root}/data.csv", "--out", "{root}/o"], ["--group"]),
+        (["fit", "{root}/nope.csv", "--group", "site", "--out", "{root}/o"], ["not found"]),
+        (["fit", "{root}", "--group", "site", "--out", "{root}/o"], ["is a directory"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--features", "x0", "zz",
+          "--out", "{root}/o"], ["zz"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--features", "x0", "note",
+          "--out", "{root}/o"], ["note", "not numeric"]),
+        (["fit", "{root}/data.csv", "--group", "nosuch", "--features", "x0", "--out",
+          "{root}/o"], ["nosuch", "not found"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--draws", "0", "--out", "{root}/o"],
+         ["--draws", ">= 1"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--chains", "two", "--out", "{root}/o"],
+         ["--chains", "two"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--means", "partial", "--out",
+          "{root}/o"], ["--means", "partial"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--out", "{root}/data.csv"],
+         ["is a file"]),
+        (["fit", "{root}/bad.parquet", "--group", "site", "--out", "{root}/o"],
+         ["bad.parquet"]),
+        (["fit", "{root}/one_group.csv", "--group", "site", "--out", "{root}/o"],
+         ["at least two groups"]),
+        (["predict", "{root}/no_fit", "--group", "g0"], ["not found"]),
+        (["predict", "{root}/no_fit"], ["--group", "--classify"]),
+        (["compare", "{root}/data.csv", "--group", "site", "--candidates", "some/thing"],
+         ["--candidates"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(files, argv, words):
+    root, df = files
+    (root / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    df[df.site == "g0"].to_csv(root / "one_group.csv", index=False)
+    code, _, stderr = run_cli([a.format(root=root) for a in argv])
+    _one_line_error(code, stderr, words)
+
+
+def test_unexpected_failure_exits_1(files, monkeypatch):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sampler exploded\nsecond line")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    code, _, stderr = run_cli(["fit", root / "data.csv", "--group", "site", "--quiet",
+                               "--out", root / "o1"])
+    _one_line_error(code, stderr, ["RuntimeError", "sampler exploded", "--traceback"], 1)
+    with pytest.raises(RuntimeError):
+        cli.main(["--traceback", "fit", str(root / "data.csv"), "--group", "site", "--quiet",
+                  "--out", str(root / "o1")])
+
+
+def test_help_and_the_console_script(files):
+    code, stdout, _ = run_cli(["fit", "--help"])
+    assert code == 0 and "--features" in stdout and "--out" in stdout
+    root, _ = files
+    script = Path(sys.executable).parent / "groupcov"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "groupcov.cli"]
+    bad = subprocess.run([*cmd, "fit", str(root / "missing.csv"), "--group", "g", "--out",
+                          str(root / "o2")], capture_output=True, text=True, timeout=120)
+    _one_line_error(bad.returncode, bad.stderr, ["not found"])
+
+
+def test_demo_prints_the_table_and_saves_the_plot(tmp_path):
+    png = tmp_path / "ellipses.png"
+    code, stdout, _ = run_cli(["demo", "--rows", "300", "--draws", "200", "--tune", "200",
+                                    "--chains", "2", "--plot", png])
+    lines = stdout.splitlines()
+    assert lines[0] == "Two groups, 300 rows each, features x and y:"
+    header = next(i for i, line in enumerate(lines) if line.startswith("group parameter"))
+    assert lines[header].split() == ["group", "parameter", "true", "mean", "94%", "HDI",
+                                     "R-hat", "ESS"]
+    assert len([line for line in lines if line.startswith(("A ", "B "))]) == 12
+    assert lines[-1] in ("OK", "CHECK: see the rows and diagnostics above")
+    assert code == (0 if lines[-1] == "OK" else 1)
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 300 and img[..., :3].std() > 0.05
