@@ -290,3 +290,17 @@ def test_sample_estimates_use_every_observed_value():
     np.testing.assert_allclose(est["mu"][0], [a.x.mean(), a.y.mean()])  # pandas skips NaN
     np.testing.assert_allclose(est["sigma"][0], [a.x.std(), a.y.std()])
     np.testing.assert_allclose(est["corr"][0, 0, 1], a.dropna()[["x", "y"]].corr().iloc[0, 1])
+
+
+def test_ellipses_from_sigma_and_corr_when_cov_was_not_stored(fake):
+    result, _, _ = fake
+    without = GroupCovResult(result.idata.copy(deep=True), result.stats, result.spec)
+    del without.idata.posterior["cov"]
+    assert "cov" in result.idata.posterior
+    a = plots.ellipses(result, "a", "b").axes[0]
+    b = plots.ellipses(without, "a", "b").axes[0]
+    for g in GROUPS:
+        np.testing.assert_allclose(_artist(a, f"ellipse:{g}").get_xydata(),
+                                   _artist(b, f"ellipse:{g}").get_xydata(), rtol=1e-10)
+        np.testing.assert_allclose(_artist(a, f"band:{g}").get_path().vertices,
+                                   _artist(b, f"band:{g}").get_path().vertices, rtol=1e-10)

@@ -195,12 +195,24 @@ def _group_rows(data, group_column, groups, x: str, y: str) -> dict:
     return {g: data.loc[labels == g, [x, y]].to_numpy(dtype=float) for g in groups}
 
 
+def _pair_cov(post, g, i: int, j: int) -> np.ndarray:
+    """Draws ``(chain, draw, 2, 2)`` of the covariance of features ``i, j`` in group ``g``.
+
+    From ``cov`` when the posterior holds it, else from ``sigma`` and ``corr``.
+    """
+    if "cov" in post:
+        return post["cov"].sel(group=g).values[..., [i, j], :][..., [i, j]]
+    sd = post["sigma"].sel(group=g).values[..., [i, j]]
+    corr = post["corr"].sel(group=g).values[..., [i, j], :][..., [i, j]]
+    return sd[..., :, None] * sd[..., None, :] * corr
+
+
 def _draw_ellipses(ax, result, i: int, j: int, groups, colors, rows, mass, band, n_draws,
                    max_points) -> None:
     post = result.idata.posterior
     for g in groups:
         mu = post["mu"].sel(group=g).values[..., [i, j]]
-        cov = post["cov"].sel(group=g).values[..., [i, j], :][..., [i, j]]
+        cov = _pair_cov(post, g, i, j)
         color = colors[g]
         pts = rows.get(g)
         if pts is not None and len(pts):
