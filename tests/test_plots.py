@@ -294,7 +294,7 @@ def test_sample_estimates_use_every_observed_value():
 
 def test_ellipses_from_sigma_and_corr_when_cov_was_not_stored(fake):
     result, _, _ = fake
-    without = GroupCovResult(result.idata.copy(deep=True), result.stats, result.spec)
+    without = GroupCovResult(result.idata.copy(), result.stats, result.spec)
     del without.idata.posterior["cov"]
     assert "cov" in result.idata.posterior
     a = plots.ellipses(result, "a", "b").axes[0]
