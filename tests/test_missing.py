@@ -9,10 +9,10 @@ import pytest
 from scipy import stats as sps
 
 import groupcov
+from groupcov import inference
 from groupcov.api import MissingValuesWarning
 from groupcov.data import reduce
 from groupcov.datasets import two_groups
-from groupcov.inference.jax_backend import _CACHE
 from groupcov.result import group_log_likelihood
 
 
@@ -153,15 +153,49 @@ def test_refit_reuses_the_compiled_sampler():
     m = groupcov.GroupCovModel(a.data, group="group", features=a.features)
     kw = dict(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
     first = m.fit(**kw)
+    programs = dict(inference._PROGRAMS)
     m.set_data(b.data)
     second = m.fit(**kw)
-    assert len(_CACHE[m.model]) == 1
+    assert inference._PROGRAMS == programs  # nothing new was compiled
     # the second fit used the new data: its group means follow them
     for res, sim in ((first, a), (second, b)):
         sample = sim.data.groupby("group")[sim.features].mean().to_numpy()
         np.testing.assert_allclose(res.idata.posterior["mu"].mean(("chain", "draw")), sample,
                                    atol=0.2)
     assert not np.allclose(first.idata.posterior["mu"].mean(), second.idata.posterior["mu"].mean())
+
+
+def test_saved_program_serves_a_new_process(monkeypatch):
+    """A cached program is used without building the PyMC model, with identical draws."""
+    sim = two_groups(n_per_group=50, seed=3)
+    kw = dict(draws=100, tune=100, chains=2, random_seed=4, progressbar=False)
+    first = groupcov.GroupCovModel(sim.data, group="group", features=sim.features).fit(**kw)
+    monkeypatch.setattr(inference, "_PROGRAMS", {})  # as in a fresh process
+    again = groupcov.GroupCovModel(sim.data, group="group", features=sim.features)
+
+    def no_build():
+        raise AssertionError("the model was built although a saved program exists")
+
+    monkeypatch.setattr(again, "_built_model", no_build)
+    second = again.fit(**kw)
+    for name in ("mu", "cov"):
+        np.testing.assert_array_equal(first.idata.posterior[name].values,
+                                      second.idata.posterior[name].values)
+    assert list(second.idata.posterior["mu"].dims) == ["chain", "draw", "group", "feature"]
+
+
+def test_exposed_model_is_sampled_as_extended():
+    """Accessing .model opts out of cached programs: additions to the model count."""
+    import pymc as pm
+
+    sim = two_groups(n_per_group=40, seed=5)
+    m = groupcov.GroupCovModel(sim.data, group="group", features=sim.features)
+    with m.model:
+        pm.Deterministic("mu_diff", m.model["mu"][1] - m.model["mu"][0], dims="feature")
+    res = m.fit(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+    post = res.idata.posterior
+    np.testing.assert_allclose(post["mu_diff"].values,
+                               post["mu"].values[:, :, 1] - post["mu"].values[:, :, 0])
 
 
 def test_set_data_refuses_other_groups():

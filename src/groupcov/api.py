@@ -8,8 +8,16 @@ from collections.abc import Sequence
 import pandas as pd
 
 from groupcov.data import DataError, reduce, warn_feature_problems
-from groupcov.inference import run_sampler
-from groupcov.model.build import PARAMETERIZATIONS, POOLING, build_model, set_model_data
+from groupcov.inference import run_sampler, sample_structure
+from groupcov.model.build import (
+    PARAMETERIZATIONS,
+    POOLING,
+    build_model,
+    check_same_structure,
+    coords_for,
+    model_data,
+    set_model_data,
+)
 from groupcov.model.priors import Priors
 from groupcov.result import GroupCovResult
 from groupcov.stats import Standardization, SufficientStats
@@ -156,13 +164,43 @@ class GroupCovModel:
         self.fixed_standardization = (
             None if standardization is None else Standardization(*standardization)
         )
-        parts = build_model(
+        self.features = list(self.stats.features)
+        self._values, self.standardization = model_data(
             self.stats, means, covariance, self.priors, parameterization,
             self.fixed_standardization,
         )
-        self.model = parts.model
-        self.standardization = parts.standardization
-        self.features = list(self.stats.features)
+        self._model = None
+        self._model_exposed = False
+
+    @property
+    def model(self):
+        """The underlying :class:`pymc.Model` (built on first use).
+
+        Extend it freely: once it has been accessed, :meth:`fit` samples this model
+        object (with any additions) instead of a cached program of the standard one.
+        """
+        self._model_exposed = True
+        return self._built_model()
+
+    def _built_model(self):
+        if self._model is None:
+            self._model = build_model(
+                self.stats, self.spec["means"], self.spec["covariance"], self.priors,
+                self.parameterization, self.fixed_standardization,
+            ).model
+        return self._model
+
+    def _structure(self) -> tuple:
+        """Everything besides the data containers' values that fixes the model graph."""
+        return (
+            "groupcov.GroupCovModel",
+            self.spec["means"],
+            self.spec["covariance"],
+            self.parameterization,
+            repr(self.priors),
+            self.stats.n_groups,
+            self.stats.n_features,
+        )
 
     def set_data(self, data) -> GroupCovModel:
         """Replace the data by new rows or statistics of the same groups and features.
@@ -183,11 +221,17 @@ class GroupCovModel:
             ``self``.
         """
         stats = reduce(data, group=self.group, features=self.features)
-        self.standardization = set_model_data(
-            self.model, stats, self.spec["means"], self.spec["covariance"], self.priors,
+        if self._model is not None:
+            self.standardization = set_model_data(
+                self._model, stats, self.spec["means"], self.spec["covariance"], self.priors,
+                self.parameterization, self.fixed_standardization,
+            )
+        values, std = model_data(
+            stats, self.spec["means"], self.spec["covariance"], self.priors,
             self.parameterization, self.fixed_standardization,
         )
-        self.stats = stats
+        check_same_structure(self._values, self.stats, values, stats)
+        self._values, self.standardization, self.stats = values, std, stats
         return self
 
     def fit(
@@ -227,9 +271,7 @@ class GroupCovModel:
         -------
         GroupCovResult
         """
-        idata = run_sampler(
-            self.model,
-            sampler,
+        options = dict(
             draws=draws,
             tune=tune,
             chains=chains,
@@ -239,6 +281,13 @@ class GroupCovModel:
             thin=thin,
             **kwargs,
         )
+        if self._model_exposed:
+            idata = run_sampler(self._model, sampler, **options)
+        else:
+            coords = coords_for(self.stats)
+            idata = sample_structure(
+                self._structure(), self._values, coords, self._built_model, sampler, **options
+            )
         return GroupCovResult.from_posterior(idata, self.stats, self.spec)
 
     def __repr__(self) -> str:

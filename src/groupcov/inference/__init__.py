@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import arviz as az
 import numpy as np
 
 from groupcov.inference.backends import SamplerOutput, SamplerSettings
-from groupcov.inference.jax_backend import sample_numpyro
+from groupcov.inference.jax_backend import cache_dir, sample_numpyro
 from groupcov.inference.other_backends import sample_nutpie, sample_pymc
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "run_sampler"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "run_sampler", "sample_structure"]
 
 SAMPLERS: dict[str, Callable[..., SamplerOutput]] = {
     "numpyro": sample_numpyro,
@@ -65,6 +69,18 @@ def run_sampler(
         ``posterior`` (free variables and deterministics, named dims) and
         ``sample_stats``.
     """
+    sampler, settings = _settings(
+        sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, kwargs
+    )
+    _check_var_names(model, settings.var_names)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        out = SAMPLERS[sampler](model, settings, **kwargs)
+    return _to_inference_data(model, out, sampler, settings)
+
+
+def _settings(sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, kwargs):
     sampler = DEFAULT_SAMPLER if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
@@ -75,14 +91,6 @@ def run_sampler(
         raise ValueError(f"tune must be >= 0, got {tune}")
     if int(thin) < 1:
         raise ValueError(f"thin must be at least 1, got {thin}")
-    if var_names is not None:
-        known = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
-        unknown = sorted(set(var_names) - known)
-        if unknown:
-            raise ValueError(
-                f"var_names {unknown} are not variables of the model; choose from {sorted(known)}"
-            )
-        var_names = tuple(dict.fromkeys(var_names))
     settings = SamplerSettings(
         draws=int(draws),
         tune=int(tune),
@@ -90,14 +98,122 @@ def run_sampler(
         random_seed=int(np.random.default_rng(random_seed).integers(2**31)),
         progressbar=progressbar,
         target_accept=float(kwargs.pop("target_accept", 0.9)),
-        var_names=var_names,
+        var_names=None if var_names is None else tuple(dict.fromkeys(var_names)),
         thin=int(thin),
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        out = SAMPLERS[sampler](model, settings, **kwargs)
-    return _to_inference_data(model, out, sampler, settings)
+    return sampler, settings
+
+
+def _check_var_names(model, var_names) -> None:
+    if var_names is None:
+        return
+    known = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
+    unknown = sorted(set(var_names) - known)
+    if unknown:
+        raise ValueError(
+            f"var_names {unknown} are not variables of the model; choose from {sorted(known)}"
+        )
+
+
+def _code_fingerprint() -> str:
+    """Versions and sources that determine a compiled program."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import jax
+        import numpyro
+        import pymc
+        import pytensor
+
+        root = Path(__file__).resolve().parent.parent
+        digest = hashlib.sha256()
+        for sub in ("distributions", "model", "inference"):
+            for path in sorted((root / sub).glob("*.py")):
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+        for mod in (jax, numpyro, pymc, pytensor, np):
+            digest.update(f"{mod.__name__}={mod.__version__}".encode())
+        digest.update(jax.default_backend().encode())
+        _FINGERPRINT = digest.hexdigest()
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
+_PROGRAMS: dict = {}
+
+
+def _program_path(key: tuple) -> str | None:
+    base = cache_dir()
+    if base is None:
+        return None
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    return os.path.join(base, "programs", name)
+
+
+def sample_structure(
+    structure: tuple,
+    values: dict,
+    coords: dict,
+    build: Callable[[], object],
+    sampler: str | None = None,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    var_names: list[str] | None = None,
+    thin: int = 1,
+    **kwargs,
+) -> az.InferenceData:
+    """Sample a model known by its structure, compiling it at most once per machine.
+
+    ``structure`` (a tuple of plain values) together with the shapes of ``values``
+    identifies the model's graph; ``values`` are its data containers. With the NumPyro
+    back-end the compiled program is kept in this process and saved in the cache
+    directory, so a later process with the same structure neither builds the PyMC
+    model (``build`` is not called) nor translates or traces it. Other back-ends
+    build the model and use :func:`run_sampler`.
+
+    Returns
+    -------
+    arviz.InferenceData
+    """
+    from groupcov.inference.jax_backend import (
+        enable_compilation_cache,
+        load_program,
+        model_program,
+        program_settings_key,
+        run_program,
+    )
+
+    sampler, settings = _settings(
+        sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, dict(kwargs)
+    )
+    if sampler != "numpyro":
+        return run_sampler(
+            build(), sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+            progressbar=progressbar, var_names=var_names, thin=thin, **kwargs,
+        )
+    kwargs.pop("target_accept", None)
+    enable_compilation_cache()
+    shapes = tuple(sorted((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in values.items()))
+    key = (structure, shapes, program_settings_key(settings, kwargs), _code_fingerprint())
+    start = time.perf_counter()
+    program = _PROGRAMS.get(key)
+    path = _program_path(key)
+    if program is None and path is not None:
+        program = load_program(path, settings.chains)
+    if program is None:
+        model = build()
+        _check_var_names(model, settings.var_names)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            program = model_program(model, settings, kwargs, export_to=path)
+    _PROGRAMS[key] = program
+    out = run_program(program, values, settings)
+    out.attrs["sampling_time"] = time.perf_counter() - start
+    dims = dict(program.outputs)
+    return _idata(out, dims, coords, sampler)
 
 
 def _to_inference_data(
@@ -114,10 +230,19 @@ def _to_inference_data(
         )
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
     dims = {k: list(v) for k, v in model.named_vars_to_dims.items() if k in keep}
-    posterior = {k: v for k, v in out.draws.items() if k in keep}
+    out = SamplerOutput({k: v for k, v in out.draws.items() if k in keep}, out.stats, out.attrs)
+    return _idata(out, dims, coords, sampler)
+
+
+def _idata(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> az.InferenceData:
     stats = {k: np.asarray(v) for k, v in out.stats.items()}
     attrs = {**out.attrs, "sampler": sampler}
-    idata = az.from_dict(posterior=posterior, sample_stats=stats, coords=coords, dims=dims)
+    used = {d for name in out.draws for d in dims.get(name, ())}
+    coords = {k: list(v) for k, v in coords.items() if k in used}
+    idata = az.from_dict(
+        posterior=out.draws, sample_stats=stats, coords=coords,
+        dims={k: list(v) for k, v in dims.items() if k in out.draws},
+    )
     for group in ("posterior", "sample_stats"):
         idata[group].attrs.update(attrs)
     return idata

@@ -7,6 +7,7 @@ the only compilation is XLA's (on the GPU when JAX sees one).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import weakref
@@ -14,23 +15,30 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from groupcov.inference.backends import (
-    SamplerOutput,
-    SamplerSettings,
-    initial_points,
-    missing_backend,
-)
+from groupcov.inference.backends import SamplerOutput, SamplerSettings, missing_backend
 
 __all__ = ["sample_numpyro"]
 
 
+def cache_dir() -> str | None:
+    """Where compiled programs are kept: ``GROUPCOV_CACHE_DIR`` or ~/.cache/groupcov.
+
+    Setting ``GROUPCOV_CACHE_DIR`` to an empty string disables the caches.
+    """
+    path = os.environ.get(
+        "GROUPCOV_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "groupcov")
+    )
+    return path or None
+
+
 def enable_compilation_cache() -> None:
-    """Use JAX's persistent compilation cache (``GROUPCOV_CACHE_DIR`` or ~/.cache)."""
+    """Use JAX's persistent compilation cache (under :func:`cache_dir`)."""
     import jax
 
-    path = os.environ.get(
-        "GROUPCOV_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "groupcov", "jax")
-    )
+    base = cache_dir()
+    if base is None:
+        return
+    path = os.path.join(base, "jax")
     try:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
@@ -65,48 +73,77 @@ def _jax_function(model, var_names=None):
 def _map_chains(fn, chains: int):
     """``pmap`` over CPU devices when there are enough of them, else ``vmap`` + ``jit``.
 
-    ``fn(key, params, data)``: keys and parameters are per chain, data are shared.
+    ``fn(key, data)``: keys are per chain, data are shared.
     """
     import jax
 
     if jax.default_backend() == "cpu" and jax.local_device_count() >= chains > 1:
-        return jax.pmap(fn, in_axes=(0, 0, None))
-    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))
+        return jax.pmap(fn, in_axes=(0, None))
+    return jax.jit(jax.vmap(fn, in_axes=(0, None)))
 
 
-class _Compiled(NamedTuple):
-    names: list
-    data_vars: list
-    outputs: list
-    run: Any
+def _initial_point_function(model, data_vars):
+    """JAX function: data -> each free variable's support point, unconstrained."""
+    from pymc.initial_point import make_initial_point_expression
+    from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.graph.replace import graph_replace
+    from pytensor.graph.rewriting.utils import rewrite_graph
 
-
-# compiled samplers per model, keyed by what fixes the traced program
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _structure_key(model, settings: SamplerSettings, kwargs: dict) -> tuple:
-    return (
-        tuple(model.named_vars),
-        tuple(str(v.type) for v in model.value_vars),
-        settings.draws,
-        settings.tune,
-        settings.chains,
-        settings.target_accept,
-        settings.var_names,
-        settings.thin,
-        tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+    exprs = make_initial_point_expression(
+        free_rvs=model.free_RVs,
+        rvs_to_transforms=model.rvs_to_transforms,
+        initval_strategies=model.rvs_to_initial_values,
+        jitter_rvs=set(),
+        default_strategy="support_point",
+        return_transformed=True,
     )
+    inputs = [v.type() for v in data_vars]
+    exprs = graph_replace(exprs, dict(zip(data_vars, inputs, strict=True)), strict=False)
+    # shape inference first: support points may be written in terms of a variable's
+    # shape, which must not keep its random generator in the graph
+    exprs = rewrite_graph(exprs, include=("canonicalize", "ShapeOpt"))
+    return get_jaxified_graph(inputs=inputs, outputs=exprs)
 
 
-def _compile(model, settings: SamplerSettings, kwargs: dict) -> _Compiled:
+class ChainProgram(NamedTuple):
+    """One chain of NUTS as a pure JAX function ``chain(key, data) -> trace``.
+
+    Attributes
+    ----------
+    chain : callable
+        Warm-up and draws of one chain from the support point plus uniform(-1, 1)
+        jitter on the unconstrained scale; ``data`` is a tuple in ``data_names`` order.
+    data_names, data_dtypes : list of str
+        The model's data containers, in argument order.
+    outputs : list of (name, dims)
+        Posterior variables the trace holds, in order, with their dims.
+    """
+
+    chain: Any
+    data_names: list
+    data_dtypes: list
+    outputs: list
+
+
+def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgram:
+    """Translate a PyMC model to a :class:`ChainProgram` (no compilation yet)."""
     import jax
+    import jax.numpy as jnp
     from numpyro.infer.hmc import hmc
 
     value_vars, data_vars, fn, outputs = _jax_function(model, settings.var_names)
+    init_fn = _initial_point_function(model, data_vars)
     names = [v.name for v in value_vars]
 
-    def run_chain(key, params, data):
+    def chain(key, data):
+        init_key, key = jax.random.split(key)
+        jitter_keys = jax.random.split(init_key, len(names))
+        params = {
+            n: jnp.asarray(b, dtype="float64")
+            + jax.random.uniform(k, jnp.shape(b), "float64", minval=-1.0, maxval=1.0)
+            for n, b, k in zip(names, init_fn(*data), jitter_keys, strict=True)
+        }
+
         def potential(params):
             return -fn(*[params[n] for n in names], *data)[0]
 
@@ -145,42 +182,118 @@ def _compile(model, settings: SamplerSettings, kwargs: dict) -> _Compiled:
         _, trace = jax.lax.scan(draw, state, None, length=settings.draws)
         return trace
 
-    return _Compiled(names, data_vars, outputs, _map_chains(run_chain, settings.chains))
+    dims = model.named_vars_to_dims
+    return ChainProgram(
+        chain,
+        [v.name for v in data_vars],
+        [str(v.type.dtype) for v in data_vars],
+        [(v.name, list(dims.get(v.name, ()))) for v in outputs],
+    )
 
 
-def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOutput:
-    """Sample with NumPyro's NUTS; returns constrained draws of every model variable.
+class Program(NamedTuple):
+    """A compiled sampler: ``run(keys, data)`` samples every chain."""
 
-    The compiled sampler is kept with the model: sampling the same model again, also
-    after new data were put into its containers (same shapes), compiles nothing.
+    data_names: list
+    data_dtypes: list
+    outputs: list
+    run: Any
+
+
+def compile_program(
+    program: ChainProgram, chains: int, export_to: str | None = None, example_data=None
+) -> Program:
+    """Compile a chain program for ``chains`` chains; optionally save it for later processes.
+
+    With ``export_to``, the program is exported (``jax.export``) and written there with
+    its metadata, so :func:`load_program` in a new process skips the PyMC-to-JAX
+    translation and tracing; XLA's own compilation is then served by JAX's persistent
+    cache. ``example_data`` (the data tuple) fixes the exported shapes.
     """
-    try:
-        import jax
-        import jax.numpy as jnp
-        import numpyro  # noqa: F401
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise missing_backend("numpyro", "numpyro") from err
+    fn = program.chain
+    if export_to is not None and example_data is not None:
+        try:
+            fn = _export(program, export_to, example_data)
+        except Exception:  # an optional cache must never break sampling
+            fn = program.chain
+    return Program(
+        program.data_names, program.data_dtypes, program.outputs, _map_chains(fn, chains)
+    )
 
-    enable_compilation_cache()
-    start = time.perf_counter()
-    key = _structure_key(model, settings, kwargs)
-    per_model = _CACHE.setdefault(model, {})
-    compiled = per_model.get(key)
-    if compiled is None:
-        compiled = per_model[key] = _compile(model, settings, kwargs)
-    chains = settings.chains
-    points = initial_points(model, chains, settings.random_seed)
-    init = {
-        n: jnp.asarray(np.stack([np.asarray(pt[n], dtype="float64") for pt in points]))
-        for n in compiled.names
+
+def _shape_specs(program: ChainProgram, data: tuple):
+    import jax
+
+    key = jax.random.PRNGKey(0)
+    return (
+        jax.ShapeDtypeStruct(key.shape, key.dtype),
+        tuple(jax.ShapeDtypeStruct(np.shape(d), np.dtype(t))
+              for d, t in zip(data, program.data_dtypes, strict=True)),
+    )
+
+
+def _export(program: ChainProgram, path: str, data: tuple):
+    import jax
+    from jax import export
+
+    exported = export.export(jax.jit(program.chain))(*_shape_specs(program, data))
+    blob = exported.serialize()
+    meta = {
+        "format": 1,
+        "data_names": program.data_names,
+        "data_dtypes": program.data_dtypes,
+        "outputs": program.outputs,
     }
-    data = tuple(jnp.asarray(v.get_value(borrow=True)) for v in compiled.data_vars)
-    keys = jax.random.split(jax.random.PRNGKey(settings.random_seed), chains)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    with open(tmp + ".json", "w") as f:
+        json.dump(meta, f)
+    os.replace(tmp + ".json", path + ".json")
+    os.replace(tmp, path)
+    return exported.call
+
+
+def load_program(path: str, chains: int) -> Program | None:
+    """A program saved by :func:`compile_program`, or None if absent or unreadable."""
+    try:
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        with open(path, "rb") as f:
+            blob = f.read()
+        if meta.get("format") != 1:
+            return None
+        from jax import export
+
+        exported = export.deserialize(bytearray(blob))
+    except Exception:  # a stale or partial cache entry is just a miss
+        return None
+    outputs = [(name, list(dims)) for name, dims in meta["outputs"]]
+    return Program(
+        meta["data_names"], meta["data_dtypes"], outputs, _map_chains(exported.call, chains)
+    )
+
+
+def run_program(program: Program, data: dict, settings: SamplerSettings) -> SamplerOutput:
+    """Sample with a compiled program on the given data containers' values."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    start = time.perf_counter()
+    args = tuple(
+        jnp.asarray(np.asarray(data[n], dtype=t))
+        for n, t in zip(program.data_names, program.data_dtypes, strict=True)
+    )
+    keys = jax.random.split(jax.random.PRNGKey(settings.random_seed), settings.chains)
     values, diverging, num_steps, accept, energy, potential_energy = jax.block_until_ready(
-        compiled.run(keys, init, data)
+        program.run(keys, args)
     )
     sampling_time = time.perf_counter() - start
-    draws_out = {v.name: np.asarray(x) for v, x in zip(compiled.outputs, values, strict=True)}
+    draws_out = {
+        name: np.asarray(x) for (name, _), x in zip(program.outputs, values, strict=True)
+    }
     steps = np.asarray(num_steps)
     stats = {
         "diverging": np.asarray(diverging),
@@ -195,3 +308,64 @@ def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOu
     return SamplerOutput(
         draws_out, stats, {"sampling_time": sampling_time, "tuning_steps": settings.tune}
     )
+
+
+# compiled samplers per model, keyed by what fixes the traced program
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _structure_key(model, settings: SamplerSettings, kwargs: dict) -> tuple:
+    return (
+        tuple(model.named_vars),
+        tuple(str(v.type) for v in model.value_vars),
+        *program_settings_key(settings, kwargs),
+    )
+
+
+def program_settings_key(settings: SamplerSettings, kwargs: dict) -> tuple:
+    """The sampler settings that change the compiled program (not the seed)."""
+    return (
+        settings.draws,
+        settings.tune,
+        settings.chains,
+        settings.target_accept,
+        settings.var_names,
+        settings.thin,
+        tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+    )
+
+
+def model_program(
+    model, settings: SamplerSettings, kwargs: dict, export_to: str | None = None
+) -> Program:
+    """The compiled program of ``model``, translated once per model and settings."""
+    key = _structure_key(model, settings, kwargs)
+    per_model = _CACHE.setdefault(model, {})
+    program = per_model.get(key)
+    if program is None:
+        chain = chain_program(model, settings, kwargs)
+        example = tuple(v.get_value(borrow=True) for v in model.data_vars)
+        program = per_model[key] = compile_program(chain, settings.chains, export_to, example)
+    return program
+
+
+def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOutput:
+    """Sample with NumPyro's NUTS; returns constrained draws of every model variable.
+
+    The compiled sampler is kept with the model: sampling the same model again, also
+    after new data were put into its containers (same shapes), compiles nothing.
+    """
+    try:
+        import jax  # noqa: F401
+        import numpyro  # noqa: F401
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise missing_backend("numpyro", "numpyro") from err
+
+    enable_compilation_cache()
+    start = time.perf_counter()
+    export_to = kwargs.pop("_export_to", None)
+    program = model_program(model, settings, kwargs, export_to)
+    data = {v.name: v.get_value(borrow=True) for v in model.data_vars}
+    out = run_program(program, data, settings)
+    out.attrs["sampling_time"] = time.perf_counter() - start
+    return out

@@ -43,6 +43,7 @@ __all__ = [
     "POOLING",
     "ModelParts",
     "build_model",
+    "check_same_structure",
     "coords_for",
     "model_data",
     "set_model_data",
@@ -387,24 +388,41 @@ def _fixed(std: Standardization, stats: SufficientStats) -> Standardization:
     return Standardization(center.copy(), scale.copy())
 
 
-def _check_same_structure(model: pm.Model, values: dict, stats: SufficientStats) -> None:
-    have = {name for name in DATA_DIMS if name in model.named_vars}
-    if set(values) != have:
-        extra = sorted(set(values) - have)
-        gone = sorted(have - set(values))
+def check_same_structure(
+    old_values: dict, old_stats: SufficientStats, values: dict, stats: SufficientStats
+) -> None:
+    """Raise unless new statistics fit a model built for the old ones.
+
+    The same groups and features, and the same data containers (missing values may
+    not appear or disappear; their number of cells may change).
+    """
+    if set(values) != set(old_values):
+        extra = sorted(set(values) - set(old_values))
+        gone = sorted(set(old_values) - set(values))
         raise ValueError(
             "the new statistics need a differently structured model "
             f"(new data containers {extra}, unused {gone}: e.g. missing values appeared "
             "or disappeared); build a new model"
         )
-    groups = list(model.coords[GROUP])
-    features = list(model.coords[FEATURE])
-    if list(stats.groups) != groups or list(stats.features) != features:
+    if list(stats.groups) != list(old_stats.groups) or stats.features != old_stats.features:
         raise ValueError(
-            f"the model was built for groups {groups} and features {features}; the new "
-            f"statistics have groups {list(stats.groups)} and features "
-            f"{list(stats.features)}: build a new model"
+            f"the model was built for groups {list(old_stats.groups)} and features "
+            f"{list(old_stats.features)}; the new statistics have groups "
+            f"{list(stats.groups)} and features {list(stats.features)}: build a new model"
         )
+
+
+def _model_values(model: pm.Model) -> dict:
+    return {name: model[name].get_value() for name in DATA_DIMS if name in model.named_vars}
+
+
+def _model_stats_stub(model: pm.Model) -> SufficientStats:
+    groups, features = list(model.coords[GROUP]), list(model.coords[FEATURE])
+    g, p = len(groups), len(features)
+    return SufficientStats(
+        tuple(groups), tuple(features), np.zeros(g, dtype=np.int64), np.zeros((g, p)),
+        np.zeros((g, p, p)),
+    )
 
 
 def set_model_data(
@@ -427,7 +445,7 @@ def set_model_data(
         The new data's standardization.
     """
     values, std = model_data(stats, means, covariance, priors, parameterization, standardization)
-    _check_same_structure(model, values, stats)
+    check_same_structure(_model_values(model), _model_stats_stub(model), values, stats)
     coords = {CELL: np.arange(len(values["cell_n"]))} if "cell_n" in values else None
     pm.set_data(values, model=model, coords=coords)
     return std
