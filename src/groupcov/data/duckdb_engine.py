@@ -3,10 +3,11 @@
 The table never enters Python: one ``GROUP BY`` over the group column and the
 pattern of observed features returns, per (group, pattern) cell, the row count and
 Kahan-summed (``fsum``) first and second moments of the features shifted by a value
-taken from the data. With the shift, ``scatter = sum(d d^T) - n dbar dbar^T`` loses
-about ``eps * (1 + n dbar^2 / scatter)`` relative precision; where that factor is
-large (group means far from the shift, e.g. groups at very different offsets) a
-second pass re-centres every cell on its own mean from the first pass.
+taken from the first rows. With the shift, ``scatter = sum(d d^T) - n dbar dbar^T``
+loses about ``eps * (1 + n dbar^2 / scatter)`` relative precision; where that factor
+is large (group means far from the shift, e.g. groups at very different offsets) one
+more query computes every cell's mean and the moments about it (two scans and a join
+on the small table of cell means), which keeps full precision at any offset.
 """
 
 from __future__ import annotations
@@ -225,30 +226,27 @@ def _first_pass(relation, clean: str, p: int, shifts: np.ndarray) -> dict:
     consts = [f"CAST({_literal(repr(float(s)))} AS DOUBLE)" for s in shifts]
     sql = (
         f"WITH clean AS ({clean}), keyed AS (SELECT *, {', '.join(keys)} FROM clean) "
-        f"SELECT g, CAST(g AS VARCHAR) AS gk, {', '.join(key_names)}, "
+        f"SELECT g, {', '.join(key_names)}, "
         f"{', '.join(_moments_sql(p, consts, True))} FROM keyed GROUP BY ALL"
     )
     return _query(relation, sql)
 
 
-def _second_pass(relation, clean: str, p: int, first: dict, centers: np.ndarray) -> dict:
+def _second_pass(relation, clean: str, p: int) -> dict:
+    """Moments of every cell about its own mean, in one query (two scans and a join)."""
     keys = _pattern_sql(p)
     key_names = [f"k{i}" for i in range(len(keys))]
-    rows = []
-    for c in range(len(first["n"])):
-        fields = [_literal(first["gk"][c])]
-        fields += [str(int(first[k][c])) for k in key_names]
-        fields += [f"CAST({_literal(repr(float(m)))} AS DOUBLE)" for m in centers[c]]
-        rows.append(f"({', '.join(fields)})")
-    columns = ["gk", *key_names, *(f"t{j}" for j in range(p))]
+    centers = ", ".join(f"favg(v{j}) AS t{j}" for j in range(p))
+    on = " AND ".join(f"keyed.{k} = centers.{k}" for k in ["g", *key_names])
+    picked = ", ".join(f"any_value(centers.t{j}) AS t{j}" for j in range(p))
     sql = (
-        f"WITH clean AS ({clean}), "
-        f"keyed AS (SELECT *, CAST(g AS VARCHAR) AS gk, {', '.join(keys)} FROM clean), "
-        f"centers({', '.join(columns)}) AS (VALUES {', '.join(rows)}) "
-        f"SELECT keyed.gk AS gk, {', '.join('keyed.' + k + ' AS ' + k for k in key_names)}, "
-        f"{', '.join(_moments_sql(p, [f'centers.t{j}' for j in range(p)], False))} "
-        f"FROM keyed JOIN centers USING (gk, {', '.join(key_names)}) "
-        f"GROUP BY ALL"
+        f"WITH clean AS NOT MATERIALIZED ({clean}), "
+        f"keyed AS NOT MATERIALIZED (SELECT *, {', '.join(keys)} FROM clean), "
+        f"centers AS (SELECT g, {', '.join(key_names)}, {centers} FROM keyed GROUP BY ALL) "
+        f"SELECT keyed.g AS g, {', '.join('keyed.' + k + ' AS ' + k for k in key_names)}, "
+        f"{picked}, {', '.join(_moments_sql(p, [f'centers.t{j}' for j in range(p)], False))} "
+        f"FROM keyed JOIN centers ON {on} "
+        f"GROUP BY {', '.join('keyed.' + k for k in ['g', *key_names])}"
     )
     return _query(relation, sql)
 
@@ -395,18 +393,11 @@ def _reduce_relation(relation, group, features, source, label_order) -> Sufficie
         count = int(n[missing].sum())
         raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source)
     if _ill_conditioned(n, dbar, scatter, observed):
-        second = _second_pass(relation, clean, p, first, mean)
-        index = {
-            (gk, *(int(first[f"k{i}"][c]) for i in range((p - 1) // BITS_PER_KEY + 1))): c
-            for c, gk in enumerate(first["gk"].tolist())
-        }
-        order = [
-            index[(gk, *(int(second[f"k{i}"][c]) for i in range((p - 1) // BITS_PER_KEY + 1)))]
-            for c, gk in enumerate(second["gk"].tolist())
-        ]
-        n2, mean2, scatter2, _ = _moments(second, p, mean[order])
-        n, mean, scatter = np.zeros_like(n), np.zeros_like(mean), np.zeros_like(scatter)
-        n[order], mean[order], scatter[order] = n2, mean2, scatter2
+        first = _second_pass(relation, clean, p)
+        centers = np.stack([_filled(first[f"t{j}"]) for j in range(p)], axis=-1).reshape(-1, p)
+        n, mean, scatter, _ = _moments(first, p, centers)
+        observed = _observed(first, p)
+        labels = np.ma.asarray(first["g"])
     values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
     categories = label_order if label_order is not None else _enum_values(types[group])
     ordered = order_labels(list(dict.fromkeys(values)), categories)
