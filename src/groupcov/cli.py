@@ -173,7 +173,10 @@ def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int
     try:
         import duckdb
     except ImportError:
-        return read_table(path, cols, max_rows=limit)
+        try:
+            return read_table(path, cols, max_rows=limit)
+        except InputError:
+            return None
     name = str(path).lower()
     con = duckdb.connect()
     try:
@@ -184,6 +187,8 @@ def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int
             "t", f"SELECT {quoted} FROM t USING SAMPLE reservoir({int(limit)} ROWS) "
             "REPEATABLE (0)"
         ).df()
+    except duckdb.Error:  # the points are optional: plot without them
+        return None
     finally:
         con.close()
 
@@ -570,7 +575,9 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", metavar="DATA", help="CSV (.csv, .tsv) or Parquet file")
+    parser.add_argument("data", metavar="DATA",
+                        help="CSV (.csv, .tsv, optionally compressed) or Parquet file, or a "
+                             "quoted glob such as 'parts/*.parquet'")
     parser.add_argument("--group", required=True, metavar="COL",
                         help="column holding the group labels")
     parser.add_argument("--features", nargs="+", metavar="COL",
