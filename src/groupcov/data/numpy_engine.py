@@ -37,10 +37,15 @@ def _chunk_stats(codes: np.ndarray, x: np.ndarray, n_groups: int):
 
 
 def _group_shift(codes: np.ndarray, x: np.ndarray, n_groups: int) -> np.ndarray:
-    """Each group's first row (zeros for absent groups), shape ``(n_groups, p)``."""
+    """One row of each group (zeros for absent groups), shape ``(n_groups, p)``.
+
+    Any row of the group serves as its reference; scattering row numbers avoids a sort.
+    """
     shift = np.zeros((n_groups, x.shape[1]))
-    present, first = np.unique(codes, return_index=True)
-    shift[present] = x[first]
+    row = np.full(n_groups, -1, dtype=np.int64)
+    row[codes] = np.arange(len(codes))
+    present = row >= 0
+    shift[present] = x[row[present]]
     return shift
 
 
@@ -49,7 +54,7 @@ def relative_moments(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Counts, reference rows, means relative to them, and scatters of coded rows.
 
-    Each group's rows are taken relative to its first row (the reference), each
+    Each group's rows are taken relative to one of its rows (the reference), each
     chunk is reduced with a two-pass (centered) computation and chunks are merged
     pairwise, so neither a large common offset nor groups far apart cost precision.
 
@@ -57,7 +62,7 @@ def relative_moments(
     -------
     n : numpy.ndarray, shape ``(G,)``
     ref : numpy.ndarray, shape ``(G, p)``
-        First row of each group (0 for absent groups).
+        A row of each group (0 for absent groups).
     dmean : numpy.ndarray, shape ``(G, p)``
         Mean minus ``ref``.
     scatter : numpy.ndarray, shape ``(G, p, p)``
@@ -79,7 +84,7 @@ def reduce_array(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts ``(G,)``, means ``(G, p)`` and scatters ``(G, p, p)`` of coded rows.
 
-    Rows are taken relative to their group's first row, each chunk is reduced with a
+    Rows are taken relative to a row of their group, each chunk is reduced with a
     two-pass (centered) computation and chunks are merged pairwise, so a large
     offset of a column or of a group does not cost precision.
 
@@ -105,6 +110,32 @@ def reduce_array(
     return n, np.where(n[:, None] > 0, ref + dmean, 0.0), scatter
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for non-negative integers.
+
+    Without a sort when the values are small (a count per possible value), which is
+    the common case of group codes times patterns.
+
+    Examples
+    --------
+    >>> keys, index = unique_inverse(np.array([5, 2, 5, 9]))
+    >>> keys.tolist(), index.tolist()
+    ([2, 5, 9], [1, 0, 1, 2])
+    """
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    if values.size == 0:
+        return values.copy(), values.copy()
+    top = int(values.max())
+    if values.min() < 0 or top > max(4 * values.size, 1 << 20):
+        keys, index = np.unique(values, return_inverse=True)
+        return keys, index.reshape(-1)
+    present = np.zeros(top + 1, dtype=bool)
+    present[values] = True
+    keys = np.flatnonzero(present)
+    position = np.cumsum(present) - 1
+    return keys, position[values]
+
+
 def pattern_codes(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of a boolean matrix and each row's index among them.
 
@@ -123,7 +154,7 @@ def pattern_codes(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = observed.shape[1]
     if p <= 62:
         bits = observed.astype(np.int64) @ (np.int64(1) << np.arange(p, dtype=np.int64))
-        keys, index = np.unique(bits, return_inverse=True)
+        keys, index = unique_inverse(bits)
         patterns = ((keys[:, None] >> np.arange(p)) & 1).astype(bool)
         return patterns, index.reshape(-1)
     patterns, index = np.unique(observed, axis=0, return_inverse=True)
@@ -138,7 +169,7 @@ def relative_cells(
     Returns
     -------
     group, observed, n, ref, dmean, scatter : numpy.ndarray
-        Group index, observed features, count, reference (the cell's first row, 0
+        Group index, observed features, count, reference (a row of the cell, 0
         where unobserved), mean minus reference, and scatter of each cell. Partial
         cells of the same (group, pattern) merge without loss with :func:`merge_cells`.
     """
@@ -146,7 +177,7 @@ def relative_cells(
     observed = ~np.isnan(x)
     patterns, pattern = pattern_codes(observed)
     key = np.asarray(codes, dtype=np.int64) * len(patterns) + pattern
-    keys, cell = np.unique(key, return_inverse=True)
+    keys, cell = unique_inverse(key)
     filled = np.where(observed, x, 0.0)
     n, ref, dmean, scatter = relative_moments(cell.reshape(-1), filled, len(keys), chunk_rows)
     return keys // len(patterns), patterns[keys % len(patterns)], n, ref, dmean, scatter
@@ -185,7 +216,7 @@ def merge_cells(
     observed = np.asarray(observed, dtype=bool)
     patterns, pattern = pattern_codes(observed) if len(observed) else (observed, group)
     key = group * max(len(patterns), 1) + pattern
-    keys, cell = np.unique(key, return_inverse=True)
+    keys, cell = unique_inverse(key)
     cell = cell.reshape(-1)
     k, p = len(keys), observed.shape[1]
     first = np.zeros(k, dtype=np.int64)
