@@ -15,7 +15,7 @@ def _sbc(args) -> None:
 
     if args.quick:
         configs = [c for c in CONFIGS if c.p == 2]
-        settings = SBCSettings(sims=40, draws=200, tune=200, thin=4, batch=40, bins=5)
+        settings = SBCSettings(sims=40, draws=200, tune=200, thin=4, bins=5)
     else:
         configs, settings = list(CONFIGS), SBCSettings()
     if args.configs:
@@ -27,11 +27,9 @@ def _sbc(args) -> None:
     if args.sims:
         settings = settings._replace(sims=args.sims)
     out = Path(args.out) / "sbc"
-    results = []
     for config in configs:
-        results.append(run_sbc(config, settings))
-        write_result(results[-1], out)
-        table = write_summary(results, out)
+        write_result(run_sbc(config, settings), out)
+        table = write_summary(out)
     print(table.to_string(index=False))
 
 

@@ -34,12 +34,15 @@ class BatchFit(NamedTuple):
         Variable name -> array ``(data set, chain, draw, ...)``.
     diverging : numpy.ndarray of bool, shape ``(data set, chain, draw)``
         Divergent transitions.
+    steps : numpy.ndarray of int, shape ``(data set, chain)``
+        Leapfrog steps per chain, warm-up included.
     seconds : float
         Wall time of the batch, compilation included on the first call.
     """
 
     draws: dict
     diverging: np.ndarray
+    steps: np.ndarray
     seconds: float
 
 
@@ -131,15 +134,18 @@ class BatchSampler:
             state = init_kernel(
                 params, num_warmup=tune, target_accept_prob=target, rng_key=key
             )
-            state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s), None), state, None,
-                                    length=tune)
+            def warm(s, _):
+                s = sample_kernel(s)
+                return s, s.num_steps
 
             def draw(s, _):
                 s = sample_kernel(s)
                 out = fn(*[s.z[n] for n in names], *data)[1:]
-                return s, ([out[i] for i in keep], s.diverging)
+                return s, ([out[i] for i in keep], s.diverging, s.num_steps)
 
-            return jax.lax.scan(draw, state, None, length=draws)[1]
+            state, warm_steps = jax.lax.scan(warm, state, None, length=tune)
+            values, diverging, steps = jax.lax.scan(draw, state, None, length=draws)[1]
+            return values, diverging, warm_steps.sum() + steps.sum()
 
         over_sets = jax.vmap(one_chain, in_axes=(0, 0, 0))
         if jax.default_backend() == "cpu" and jax.local_device_count() >= self.chains > 1:
@@ -180,9 +186,9 @@ class BatchSampler:
         }
         keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), chains * n_sets)
         keys = keys.reshape(chains, n_sets, *keys.shape[1:])
-        values, diverging = jax.block_until_ready(self._run(keys, init, data))
+        values, diverging, steps = jax.block_until_ready(self._run(keys, init, data))
         # (chain, set, draw, ...) -> (set, chain, draw, ...)
         out = {name: np.swapaxes(np.asarray(v), 0, 1) for name, v in
                zip(self.var_names, values, strict=True)}
         return BatchFit(out, np.swapaxes(np.asarray(diverging), 0, 1),
-                        time.perf_counter() - start)
+                        np.swapaxes(np.asarray(steps), 0, 1), time.perf_counter() - start)

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from groupcov.validate.sbc import SBCResult
 from groupcov.validate.tables import markdown_table
 
-__all__ = ["summarize", "write_result", "write_summary"]
+__all__ = ["rank_figure", "summarize", "write_result", "write_summary"]
 
 
 def summarize(result: SBCResult) -> dict:
@@ -55,9 +55,11 @@ def summarize(result: SBCResult) -> dict:
 
 
 def write_result(result: SBCResult, out: Path) -> None:
-    """``ranks_<config>.csv``, ``pvalues_<config>.csv`` and ``ranks_<config>.png``."""
+    """``ranks_<config>.csv``, ``pvalues_<config>.csv``, ``summary_<config>.json`` and
+    ``ranks_<config>.png``."""
     out.mkdir(parents=True, exist_ok=True)
     name = result.config.name
+    (out / f"summary_{name}.json").write_text(json.dumps(summarize(result), indent=1))
     ranks = pd.DataFrame(result.ranks, columns=result.labels)
     ranks["divergences"] = result.divergences
     ranks["min_ess"] = np.round(result.min_ess, 1)
@@ -95,13 +97,12 @@ def rank_figure(result: SBCResult) -> Figure:
     return fig
 
 
-def pvalue_figure(results: list[SBCResult]) -> Figure:
+def pvalue_figure(pvalues: pd.DataFrame) -> Figure:
     """Histogram of all per-parameter p-values (uniform when calibrated), and the
     narrowed-posterior control."""
     fig = Figure(figsize=(8, 3), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    good = np.concatenate([r.pvalues for r in results])
-    bad = np.concatenate([r.pvalues_narrow for r in results])
+    good, bad = pvalues["pvalue"], pvalues["pvalue_narrowed_posterior"]
     ax1.hist(good, bins=20, range=(0, 1), color="C0")
     ax1.axhline(len(good) / 20, color="k", lw=0.8)
     ax1.set_title(f"groupcov posteriors: {len(good)} chi-square p-values", fontsize=9)
@@ -112,14 +113,19 @@ def pvalue_figure(results: list[SBCResult]) -> Figure:
     return fig
 
 
-def write_summary(results: list[SBCResult], out: Path) -> pd.DataFrame:
-    """``summary.json``, ``summary.md`` and ``pvalues.png`` over configurations."""
-    rows = [summarize(r) for r in results]
+def write_summary(out: Path) -> pd.DataFrame:
+    """``summary.json``, ``summary.md`` and ``pvalues.png`` over every configuration
+    whose results are in ``out``."""
+    from groupcov.validate.sbc import CONFIGS
+
+    order = {c.name: i for i, c in enumerate(CONFIGS)}
+    rows = [json.loads(f.read_text()) for f in out.glob("summary_*.json")]
+    rows.sort(key=lambda r: order.get(r["config"], len(order)))
     table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     cols = ["config", "sims", "L", "K", "below_0.01", "expected_below_0.01", "binom_p",
             "min_p", "narrow_below_0.01", "divergent_sims", "min_ess_5pct", "seconds"]
     (out / "summary.md").write_text(markdown_table(table[cols]) + "\n")
-    pvalue_figure(results).savefig(out / "pvalues.png", dpi=90)
+    pvalues = pd.concat([pd.read_csv(out / f"pvalues_{r['config']}.csv") for r in rows])
+    pvalue_figure(pvalues).savefig(out / "pvalues.png", dpi=90)
     return table
