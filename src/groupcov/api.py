@@ -5,8 +5,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-import pandas as pd
-
 from groupcov.data import DataError, reduce, warn_feature_problems
 from groupcov.inference import run_sampler, sample_structure
 from groupcov.model.build import (
@@ -70,26 +68,15 @@ def describe_missing(stats: SufficientStats) -> str | None:
     return "; ".join(parts)
 
 
-def _default_features(data, group: str) -> list[str]:
-    if isinstance(data, SufficientStats):
-        return list(data.features)
-    if isinstance(data, pd.DataFrame):
-        numeric = [
-            c for c in data.columns if c != group and pd.api.types.is_numeric_dtype(data[c])
-        ]
-        if not numeric:
-            raise DataError(f"no numeric feature columns besides {group!r}; pass features=[...]")
-        return numeric
-    raise DataError("pass features=[...] to name the feature columns")
-
-
 class GroupCovModel:
     """Per-group means and covariance matrices with pooled, unpooled or hierarchical priors.
 
     Parameters
     ----------
-    data : pandas.DataFrame or SufficientStats
-        One row per observation, with a group column and numeric feature columns.
+    data : table, path, query or SufficientStats
+        Anything :func:`groupcov.reduce` accepts: a pandas or polars DataFrame, an
+        Arrow table, a CSV or Parquet path, a DuckDB relation or SQL query, a Dask
+        DataFrame, or statistics already reduced. Missing feature values are kept.
     group : str
         Name of the group column.
     features : sequence of str, optional
@@ -142,8 +129,6 @@ class GroupCovModel:
             raise ValueError(
                 f"parameterization= must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
             )
-        if features is None:
-            features = _default_features(data, group)
         self.stats = reduce(data, group=group, features=features)
         warn_feature_problems(self.stats, stacklevel=2)
         message = describe_missing(self.stats)
