@@ -353,3 +353,36 @@ class GroupCovResult:
             f"features, {d.chains}x{d.draws} draws, max R-hat {d.max_r_hat:.3f}, "
             f"min ESS {d.min_ess_bulk:.0f}, {d.divergences} divergences)"
         )
+
+    # --- using the posterior (groupcov.predict, groupcov.classify) -------------------------
+
+    def predict(self, group, n: int = 100, random_seed=None) -> az.InferenceData:
+        """Predictive rows of a known or new group; see :func:`groupcov.predict.predict`."""
+        from groupcov.predict import predict
+
+        return predict(self, group, n=n, random_seed=random_seed)
+
+    def classify(self, x, weights=None, **kwargs) -> pd.DataFrame:
+        """Probability of each group for each row; see :func:`groupcov.classify.classify`."""
+        from groupcov.classify import classify
+
+        return classify(self, x, weights=weights, **kwargs)
+
+    def conditional(self, group, given, **kwargs):
+        """Other features given some; see :func:`groupcov.predict.conditional`."""
+        from groupcov.predict import conditional
+
+        return conditional(self, group, given, **kwargs)
+
+    def impute(self, data: pd.DataFrame, group: str = "group", **kwargs) -> pd.DataFrame:
+        """Fill missing feature values; see :func:`groupcov.predict.impute`."""
+        from groupcov.predict import impute
+
+        return impute(self, data, group=group, **kwargs)
+
+    def log_likelihood_rows(self, data: pd.DataFrame, group: str = "group", **kwargs):
+        """Per-row log-likelihood ``(chain, draw, row)``; see
+        :func:`groupcov.classify.row_log_likelihood`."""
+        from groupcov.classify import row_log_likelihood
+
+        return row_log_likelihood(self, data, group=group, **kwargs)

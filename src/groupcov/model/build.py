@@ -287,6 +287,8 @@ def _report(stats, data, mu_z, chol_z, hyper) -> None:
     if "atanh_cpc_pop" in hyper:
         pop_chol = corr_cholesky_from_unconstrained(hyper["atanh_cpc_pop"], p)
         pm.Deterministic("corr_pop", corr_and_stds(pop_chol)[0], dims=(FEATURE, FEATURE_))
+        # population CPCs (atanh scale, unit-free): new groups are drawn around them
+        pm.Deterministic("atanh_cpc_pop", hyper["atanh_cpc_pop"], dims=PAIR)
 
 
 # --- data containers ----------------------------------------------------------------------
