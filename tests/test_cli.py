@@ -11,6 +11,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from groupcov import cli
 from groupcov.data import reduce
@@ -148,6 +149,57 @@ def test_printed_table_and_progress(csv_fit, parquet_fit, files):
         assert "[5/5] drawing plots and the report" in err
         assert "warning: " in err and "missing" in err  # the three missing x2 values
         assert "Traceback" not in err
+
+
+def test_predict_draws_rows_of_a_group_from_the_saved_fit(csv_fit, files):
+    out, _, _ = csv_fit
+    root, _ = files
+    post = az.from_netcdf(out / "posterior.nc").posterior
+    target = root / "pred.csv"
+    code, _, err = run_cli(["predict", out, "--group", "g1", "--n", "300", "--seed", "5",
+                            "--out", target])
+    assert code == 0, err
+    rows = pd.read_csv(target)
+    assert list(rows.columns) == ["chain", "draw", *FEATURES] and len(rows) == 300
+    assert not rows.duplicated(["chain", "draw"]).any()  # one row per posterior draw
+    # each row is N(mu, cov) of its own draw: standardized residuals are N(0, I)
+    mu = post["mu"].sel(group="g1").values[rows.chain, rows.draw]
+    cov = post["cov"].sel(group="g1").values[rows.chain, rows.draw]
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, (rows[FEATURES].to_numpy() - mu)[..., None])[..., 0]
+    assert np.all(np.abs(z.mean(axis=0)) < 4 / np.sqrt(300))
+    np.testing.assert_allclose(np.cov(z.T), np.eye(3), atol=0.3)
+    again = run_cli(["predict", out, "--group", "g1", "--n", "300", "--seed", "5"])[1]
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(again)), rows)
+    code, stdout, err = run_cli(["predict", out / "posterior.nc", "--group", "new", "--n",
+                                 "1000", "--seed", "1"])
+    assert code == 0, err
+    assert len(pd.read_csv(io.StringIO(stdout))) == 1000
+
+
+def test_predict_classify_matches_brute_force_bayesian_qda(csv_fit, files):
+    out, _, _ = csv_fit
+    root, df = files
+    rows = df.loc[[0, 40, 100, 200], ["x0", "x1", "x2"]]
+    rows.to_parquet(root / "new_rows.parquet")
+    code, stdout, err = run_cli(["predict", out, "--classify", root / "new_rows.parquet"])
+    assert code == 0, err
+    probs = pd.read_csv(io.StringIO(stdout))
+    assert list(probs.columns) == ["group", "p[g0]", "p[g1]", "p[g2]"]
+    post = az.from_netcdf(out / "posterior.nc").posterior
+    n = df.site.value_counts().sort_index().to_numpy()
+    weights = (n + 1) / (n.sum() + 3)
+    mu = post["mu"].values.reshape(-1, 3, 3)
+    cov = post["cov"].values.reshape(-1, 3, 3, 3)
+    for i, x in enumerate(rows.to_numpy()):
+        dens = np.array([
+            np.mean([stats.multivariate_normal(mu[s, g], cov[s, g]).pdf(x)
+                     for s in range(0, len(mu), 4)])
+            for g in range(3)
+        ]) * weights
+        expected = dens / dens.sum()
+        np.testing.assert_allclose(probs.iloc[i, 1:].to_numpy(float), expected, atol=0.02)
+        assert probs.group[i] == f"g{np.argmax(probs.iloc[i, 1:].to_numpy(float))}"
 
 
 def _one_line_error(code, stderr, words, status=2):

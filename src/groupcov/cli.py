@@ -417,39 +417,56 @@ def _write_table(df, out: str | None) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    result = _load_fit(args.fit)
+    if args.classify is not None:
+        table = _classify_rows(result, args.classify)
+    else:
+        table = _predictive_rows(result, args.group, args.n, args.seed)
+    _write_table(table, args.out)
+    return 0
+
+
+def _classify_rows(result, path: str):
+    """Group probabilities of each row of a file, and the most probable group."""
+    data = read_table(path)
+    missing = [f for f in result.features if f not in data.columns]
+    if missing:
+        raise InputError(
+            f"column(s) {missing} not found in '{path}'; the fit needs features "
+            f"{result.features}"
+        )
+    with _report_warnings():
+        probs = result.classify(data[result.features])
+    table = probs.reset_index(drop=True)
+    table.columns = [f"p[{g}]" for g in result.groups]
+    table.insert(0, "group", [result.groups[i] for i in probs.to_numpy().argmax(axis=1)])
+    return table
+
+
+def _predictive_rows(result, group: str, n: int, seed):
+    """``n`` posterior predictive rows of ``group``, each from its own posterior draw.
+
+    A label that is not a group of the fit asks for a new group (hierarchical or
+    pooled modes).
+    """
     import numpy as np
     import pandas as pd
 
-    result = _load_fit(args.fit)
-    if args.classify is not None:
-        if args.group is not None:
-            raise InputError("pass either --group (draw new rows) or --classify (score rows)")
-        data = read_table(args.classify)
-        missing = [f for f in result.features if f not in data.columns]
-        if missing:
-            raise InputError(
-                f"column(s) {missing} not found in '{args.classify}'; the fit needs "
-                f"features {result.features}"
-            )
-        with _report_warnings():
-            probs = result.classify(data[result.features])
-        table = pd.DataFrame(np.asarray(probs), columns=[f"p[{g}]" for g in result.groups],
-                             index=data.index) if not isinstance(probs, pd.DataFrame) else probs
-        _write_table(table.reset_index(drop=True), args.out)
-        return 0
-    group = args.group
-    if group is not None and group not in {str(g) for g in result.groups} | {"new"}:
-        raise InputError(f"unknown group {group!r}; groups are "
-                         f"{[str(g) for g in result.groups]} (or 'new' for a new group)")
-    label = None
-    if group is not None and group != "new":
-        label = next(g for g in result.groups if str(g) == group)
+    label = next((g for g in result.groups if str(g) == group), group)
+    post = result.idata.posterior
+    n_samples = post.sizes["chain"] * post.sizes["draw"]
+    per_draw = -(-n // n_samples)
     with _report_warnings():
-        draws = result.predict(group=label, n=args.n, random_seed=args.seed)
-    table = draws if isinstance(draws, pd.DataFrame) else pd.DataFrame(
-        np.asarray(draws).reshape(-1, len(result.features)), columns=result.features)
-    _write_table(table, args.out)
-    return 0
+        pp = result.predict(label, n=per_draw, random_seed=seed).posterior_predictive
+    obs = pp["obs"].transpose("chain", "draw", "row", "feature").values
+    chain, draw = np.meshgrid(pp["chain"].values, pp["draw"].values, indexing="ij")
+    rows = obs.reshape(-1, obs.shape[-1])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(rows), size=n, replace=False))
+    table = pd.DataFrame(rows[pick], columns=list(result.features))
+    table.insert(0, "draw", np.repeat(draw.ravel(), per_draw)[pick])
+    table.insert(0, "chain", np.repeat(chain.ravel(), per_draw)[pick])
+    return table
 
 
 def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | None:
@@ -470,21 +487,27 @@ def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | N
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import groupcov
+    from groupcov.compare import compare
 
     candidates = _parse_candidates(args.candidates)
-    data = read_table(args.data)
+    _data_file(args.data)
     features = _split_names(args.features)
+    if args.pointwise == "row":
+        data = read_table(args.data)
+    else:
+        with _report_warnings():
+            data = reduce_file(args.data, args.group, features)
     kwargs = {"draws": args.draws, "tune": args.tune, "chains": args.chains,
               "random_seed": args.seed}
     if args.sampler:
         kwargs["sampler"] = args.sampler
     with _report_warnings():
-        table = groupcov.compare(data, group=args.group, features=features,
-                                 candidates=candidates, **kwargs)
-    print(table.to_string())
+        table = compare(data, group=args.group, features=features, candidates=candidates,
+                        pointwise=args.pointwise, **kwargs)
+    shown = table.drop(columns=[c for c in ("warning", "scale") if c in table.columns])
+    print(shown.to_string(float_format=lambda x: f"{x:.2f}"))
     if args.out:
-        _write_table(table.reset_index(), args.out)
+        _write_table(table.rename_axis("model").reset_index(), args.out)
     return 0
 
 
@@ -631,11 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("fit", metavar="FIT", help="directory or posterior.nc of a fit")
     what = predict.add_mutually_exclusive_group(required=True)
     what.add_argument("--group", metavar="G",
-                      help="group to draw rows for ('new': a group not in the data)")
+                      help="group to draw rows for; a label that is not in the fit (e.g. "
+                           "'new') draws from a new group of the population")
     what.add_argument("--classify", metavar="FILE",
                       help="CSV or Parquet file of rows to classify")
     predict.add_argument("--n", type=_positive_int, default=100,
-                         help="rows to draw with --group (default 100)")
+                         help="rows to draw with --group, each from its own posterior draw "
+                              "while there are enough (default 100)")
     predict.add_argument("--seed", type=int, default=None, help="random seed")
     predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
     predict.set_defaults(func=_predict)
@@ -649,8 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(compare)
     compare.add_argument(
         "--candidates", nargs="+", metavar="MEANS/COV",
-        help="pooling choices to compare, e.g. hierarchical/hierarchical unpooled/unpooled "
-             "(a single word sets both; default: the library's candidates)")
+        help="pooling choices to compare, e.g. hierarchical/hierarchical unpooled/pooled "
+             "(a single word sets both; default: hierarchical, pooled and unpooled)")
+    compare.add_argument(
+        "--pointwise", choices=("row", "group"), default="row",
+        help="leave one row out (predict new rows of the groups; default) or one group "
+             "out (predict a new group)")
     _sampling_args(compare)
     compare.add_argument("--out", metavar="FILE", help="also write the table to this CSV file")
     compare.set_defaults(func=_compare)
