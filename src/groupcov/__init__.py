@@ -1,20 +1,32 @@
-"""groupcov: Bayesian estimation of per-group means and covariance matrices with PyMC."""
+"""groupcov: Bayesian estimation of per-group means and covariance matrices with PyMC.
+
+Names are imported on first use, so ``import groupcov`` (and the data layer, the
+command line's ``--help``, Dask workers) does not load PyMC or JAX until a model
+needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from groupcov._config import configure as _configure
 
 _configure()
 
-from groupcov.api import GroupCovModel, MissingValuesWarning  # noqa: E402
-from groupcov.data import (  # noqa: E402
-    CollinearFeaturesWarning,
-    DataError,
-    ManyFeaturesWarning,
-    reduce,
-)
-from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats  # noqa: E402
-from groupcov.model.priors import Priors  # noqa: E402
-from groupcov.result import GroupCovResult  # noqa: E402
-from groupcov.stats import SufficientStats  # noqa: E402
+_LAZY = {
+    "CollinearFeaturesWarning": "groupcov.data",
+    "DataError": "groupcov.data",
+    "ManyFeaturesWarning": "groupcov.data",
+    "reduce": "groupcov.data",
+    "SufficientStats": "groupcov.stats",
+    "GroupCovModel": "groupcov.api",
+    "MissingValuesWarning": "groupcov.api",
+    "LKJCholeskyCov": "groupcov.distributions",
+    "MvNormalSuffStats": "groupcov.distributions",
+    "Priors": "groupcov.model.priors",
+    "GroupCovResult": "groupcov.result",
+}
 
 __all__ = [
     "CollinearFeaturesWarning",
@@ -30,3 +42,23 @@ __all__ = [
     "reduce",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from groupcov.api import GroupCovModel, MissingValuesWarning
+    from groupcov.data import CollinearFeaturesWarning, DataError, ManyFeaturesWarning, reduce
+    from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats
+    from groupcov.model.priors import Priors
+    from groupcov.result import GroupCovResult
+    from groupcov.stats import SufficientStats
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'groupcov' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
