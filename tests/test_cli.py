@@ -202,6 +202,22 @@ def test_predict_classify_matches_brute_force_bayesian_qda(csv_fit, files):
         assert probs.group[i] == f"g{np.argmax(probs.iloc[i, 1:].to_numpy(float))}"
 
 
+def test_compare_ranks_pooling_choices(files):
+    root, _ = files
+    target = root / "compare.csv"
+    code, stdout, err = run_cli(["compare", root / "data.csv", "--group", "site",
+                                 "--features", *FEATURES, "--candidates", "hierarchical",
+                                 "pooled/pooled", *SAMPLING, "--out", target])
+    assert code == 0, err
+    table = pd.read_csv(target)
+    assert list(table.model) == ["means=hierarchical, covariance=hierarchical",
+                                 "means=pooled, covariance=pooled"]
+    assert list(table["rank"]) == [0, 1]
+    # the groups' means differ by about one sd: pooling them all costs predictive density
+    assert table.elpd_diff[1] > 4 * table.dse[1]
+    assert "means=pooled, covariance=pooled" in stdout and "elpd_loo" in stdout
+
+
 def _one_line_error(code, stderr, words, status=2):
     """Exit status, and one line of message (after any progress lines), no traceback."""
     assert code == status

@@ -506,6 +506,10 @@ def _compare(args: argparse.Namespace) -> int:
                         pointwise=args.pointwise, **kwargs)
     shown = table.drop(columns=[c for c in ("warning", "scale") if c in table.columns])
     print(shown.to_string(float_format=lambda x: f"{x:.2f}"))
+    if "warning" in table.columns:
+        for name in table.index[table["warning"].astype(bool)]:
+            print(f"note: the LOO estimate of '{name}' is unreliable (Pareto k above the "
+                  "threshold for some points); more draws or --pointwise group may help")
     if args.out:
         _write_table(table.rename_axis("model").reset_index(), args.out)
     return 0
