@@ -221,7 +221,8 @@ class GroupCovResult:
             vals = vals[np.isfinite(vals)]
             return float(fn(vals)) if vals.size else float("nan")
 
-        div = self.idata.sample_stats.get("diverging")
+        sample_stats = getattr(self.idata, "sample_stats", None)
+        div = None if sample_stats is None else sample_stats.get("diverging")
         return Diagnostics(
             max_r_hat=worst(rhat, np.max),
             min_ess_bulk=worst(ess_b, np.min),
