@@ -161,9 +161,13 @@ def check_columns(
     groupcov.data.validate.DataError: column(s) ['z'] not found in the table; available ...
     """
     features = [features] if isinstance(features, str) else list(features)
-    if not features:
-        raise DataError("no feature columns given: pass features=[...] with at least one name")
     columns = list(columns)
+    if not features:
+        if group not in columns:
+            raise DataError(
+                f"group column {group!r} not found in {source}; available columns: {columns}"
+            )
+        raise DataError("no feature columns given: pass features=[...] with at least one name")
     dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
     if dupes:
         raise DataError(f"{source} has duplicated column names {dupes}: rename them")
