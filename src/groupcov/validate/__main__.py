@@ -11,7 +11,7 @@ __all__ = ["main"]
 
 def _sbc(args) -> None:
     from groupcov.validate.sbc import CONFIGS, SBCSettings, run_sbc
-    from groupcov.validate.sbc_report import write_result, write_summary
+    from groupcov.validate.sbc_report import write_prior_check, write_result, write_summary
 
     if args.quick:
         configs = [c for c in CONFIGS if c.p == 2]
@@ -24,13 +24,15 @@ def _sbc(args) -> None:
         if unknown:
             sys.exit(f"unknown configuration(s) {sorted(unknown)}; "
                      f"choose from {[c.name for c in CONFIGS]}")
-    if args.sims:
+    if args.sims is not None:
         settings = settings._replace(sims=args.sims)
     out = Path(args.out) / "sbc"
     for config in configs:
-        write_result(run_sbc(config, settings), out)
-        table = write_summary(out)
-    print(table.to_string(index=False))
+        print(write_prior_check(config, out).to_string(index=False), flush=True)
+        if settings.sims:
+            write_result(run_sbc(config, settings), out)
+    if any(out.glob("summary_*.json")):
+        print(write_summary(out).to_string(index=False))
 
 
 def _pooling(args) -> None:
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="reduced sizes (minutes)")
     parser.add_argument("--out", default="validation", help="output folder (default: validation)")
     parser.add_argument("--configs", nargs="*", help="SBC only: configuration names to run")
-    parser.add_argument("--sims", type=int, help="SBC only: number of simulations")
+    parser.add_argument("--sims", type=int,
+                        help="SBC only: number of simulations (0: only the prior-draw check)")
     args = parser.parse_args(argv)
     {"sbc": _sbc, "pooling": _pooling, "realdata": _realdata}[args.study](args)
 
