@@ -157,6 +157,10 @@ def test_row_log_likelihood_matches_scipy():
     # the per-row predictive density also gives the classification numerator
     lp = logsumexp(ll.values.reshape(-1, 5), axis=0) - np.log(10)
     assert np.all(np.isfinite(lp))
+    res.idata.posterior = post.drop_vars("cov")  # rebuilt from sigma and corr
+    np.testing.assert_allclose(
+        row_log_likelihood(res, frame, group="g").values, ll.values, rtol=1e-12
+    )
     with pytest.raises(KeyError, match=r"label\(s\) \['zz'\]"):
         row_log_likelihood(res, frame.assign(g="zz"), group="g")
     with pytest.raises(KeyError, match="group column 'group'"):

@@ -93,12 +93,13 @@ class _Draws(NamedTuple):
     def n_samples(self) -> int:
         return self.chains * self.draws
 
-    def covariance(self, sl: slice) -> np.ndarray:
-        """Covariances of the draws ``sl``, shape ``(s, G, p, p)``."""
+    def covariance(self, sl: slice, group: int | None = None) -> np.ndarray:
+        """Covariances of the draws ``sl``: ``(s, G, p, p)``, or ``(s, p, p)`` of one group."""
+        pick = (sl,) if group is None else (sl, group)
         if self.cov is not None:
-            return self.cov[sl]
-        sigma = self.sigma[sl]
-        return sigma[..., :, None] * sigma[..., None, :] * self.corr[sl]
+            return self.cov[pick]
+        sigma = self.sigma[pick]
+        return sigma[..., :, None] * sigma[..., None, :] * self.corr[pick]
 
 
 def posterior_draws(result: GroupCovResult) -> _Draws:
@@ -350,7 +351,7 @@ def iter_row_log_likelihood(
                 continue
             chol = np.empty((s_total, obs.size, obs.size))
             for ds in _chunks(s_total, draw_chunk):
-                cov = draws.covariance(ds)[:, g]
+                cov = draws.covariance(ds, g)
                 chol[ds] = np.linalg.cholesky(cov[:, obs[:, None], obs])
             mu = draws.mu[:, g][:, obs]
             for rs in _chunks(idx_all.size, row_chunk):
