@@ -44,6 +44,7 @@ def test_sbc_passes_on_the_model_and_flags_a_narrowed_posterior():
     assert res.pvalues.min() * k > 1e-3, dict(zip(res.labels, res.pvalues.round(4), strict=True))
     # a posterior half as wide must be flagged for most parameters
     assert (res.pvalues_narrow < 0.01).mean() > 0.6, res.pvalues_narrow.round(4)
+    assert (res.control_pvalues["shift_0.25sd"] < 0.05).sum() >= 1
     assert res.divergences.sum() <= 5
 
 

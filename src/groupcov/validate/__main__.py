@@ -26,6 +26,8 @@ def _sbc(args) -> None:
                      f"choose from {[c.name for c in CONFIGS]}")
     if args.sims is not None:
         settings = settings._replace(sims=args.sims)
+    if args.seed is not None:
+        settings = settings._replace(seed=args.seed)
     out = Path(args.out) / "sbc"
     for config in configs:
         print(write_prior_check(config, out).to_string(index=False), flush=True)
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="*", help="SBC only: configuration names to run")
     parser.add_argument("--sims", type=int,
                         help="SBC only: number of simulations (0: only the prior-draw check)")
+    parser.add_argument("--seed", type=int, help="SBC only: seed of the simulations (default 0)")
     args = parser.parse_args(argv)
     {"sbc": _sbc, "pooling": _pooling, "realdata": _realdata}[args.study](args)
 

@@ -24,6 +24,7 @@ from groupcov.validate.batch import BatchSampler, stats_from_rows
 
 __all__ = [
     "CONFIGS",
+    "CONTROLS",
     "SBCConfig",
     "SBCResult",
     "SBCSettings",
@@ -37,7 +38,14 @@ __all__ = [
     "run_sbc",
 ]
 
-HYPER = ("mu_pop", "mu_tau", "sigma_pop", "sd_tau", "corr_tau", "corr_pop")
+#: Deliberately miscalibrated posteriors, as (scale, shift): every thinned draw ``d``
+#: becomes ``m + scale * (d - m) + shift * s`` with posterior mean ``m`` and sd ``s``.
+CONTROLS = {
+    "sd_x0.5": (0.5, 0.0),
+    "sd_x0.8": (0.8, 0.0),
+    "sd_x1.25": (1.25, 0.0),
+    "shift_0.25sd": (1.0, 0.25),
+}
 
 
 class SBCConfig(NamedTuple):
@@ -97,14 +105,16 @@ class SBCResult(NamedTuple):
         Parameter labels, one per rank column.
     ranks : numpy.ndarray of int, shape ``(sims, K)``
         Rank of each true value among the ``L`` thinned posterior draws.
-    ranks_narrow : numpy.ndarray of int
-        Ranks from a deliberately miscalibrated posterior: every draw pulled halfway
-        to its posterior mean (sd x 0.5). The test must flag these.
+    control_ranks : dict
+        :data:`CONTROLS` name -> ranks from that deliberately miscalibrated posterior
+        (e.g. ``"sd_x0.5"``: every draw pulled halfway to the posterior mean). They
+        measure the power of the test.
     n_draws : int
         ``L``, the thinned draws per simulation (ranks lie in ``0..L``).
-    chi2, pvalues, pvalues_narrow : numpy.ndarray, shape ``(K,)``
-        Chi-square statistic and p-value per parameter; p-values of the narrowed
-        posterior.
+    chi2, pvalues : numpy.ndarray, shape ``(K,)``
+        Chi-square statistic and p-value per parameter.
+    control_pvalues : dict
+        :data:`CONTROLS` name -> p-values of the miscalibrated posterior.
     divergences : numpy.ndarray of int, shape ``(sims,)``
         Divergent transitions per simulation.
     min_ess : numpy.ndarray, shape ``(sims,)``
@@ -117,14 +127,19 @@ class SBCResult(NamedTuple):
     settings: SBCSettings
     labels: list
     ranks: np.ndarray
-    ranks_narrow: np.ndarray
+    control_ranks: dict
     n_draws: int
     chi2: np.ndarray
     pvalues: np.ndarray
-    pvalues_narrow: np.ndarray
+    control_pvalues: dict
     divergences: np.ndarray
     min_ess: np.ndarray
     seconds: float
+
+    @property
+    def pvalues_narrow(self) -> np.ndarray:
+        """P-values of the posterior narrowed to half its sd (``"sd_x0.5"``)."""
+        return self.control_pvalues["sd_x0.5"]
 
 
 def build_sbc_model(config: SBCConfig, seed: int = 0) -> GroupCovModel:
@@ -298,7 +313,8 @@ def run_sbc(
     labels = parameter_labels(config)
     sampler = BatchSampler(gcm, draws=s.draws, tune=s.tune, chains=s.chains, var_names=names)
     groups, features = list(gcm.stats.groups), list(gcm.stats.features)
-    ranks, narrow, divergences, min_ess = [], [], [], []
+    ranks, divergences, min_ess = [], [], []
+    controls = {name: [] for name in CONTROLS}
     seconds = 0.0
     batch = s.batch_size(config)
     for start in range(0, s.sims, batch):
@@ -324,17 +340,20 @@ def run_sbc(
                 loglik(st.mean, st.scatter, st.n, truth["mu"][i], truth["cov"][i]),
             )
             ranks.append(ranks_of(thinned, true_i))
-            centre = thinned.mean(axis=0)
-            narrow.append(ranks_of(centre + 0.5 * (thinned - centre), true_i))
+            centre, spread = thinned.mean(axis=0), thinned.std(axis=0)
+            for name, (scale, shift) in CONTROLS.items():
+                wrong = centre + scale * (thinned - centre) + shift * spread
+                controls[name].append(ranks_of(wrong, true_i))
             divergences.append(int(fit.diverging[b].sum()))
         if log is not None and (sims.stop % 20 == 0 or sims.stop == s.sims):
             print(f"{config.name}: {sims.stop}/{s.sims} simulations, {seconds:.0f} s, "
                   f"{sum(divergences)} divergences", file=log, flush=True)
     n_draws = s.chains * len(range(0, s.draws, s.thin))
-    ranks, narrow = np.array(ranks), np.array(narrow)
+    ranks = np.array(ranks)
+    controls = {name: np.array(r) for name, r in controls.items()}
     chi2, pvalues = chi2_uniformity(ranks, n_draws, s.bins)
-    _, p_narrow = chi2_uniformity(narrow, n_draws, s.bins)
-    return SBCResult(config, s, labels, ranks, narrow, n_draws, chi2, pvalues, p_narrow,
+    control_p = {name: chi2_uniformity(r, n_draws, s.bins)[1] for name, r in controls.items()}
+    return SBCResult(config, s, labels, ranks, controls, n_draws, chi2, pvalues, control_p,
                      np.array(divergences), np.array(min_ess), seconds)
 
 
