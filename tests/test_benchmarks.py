@@ -1,0 +1,98 @@
+"""The benchmark suite's own machinery: diagnostics, data generation, process limits."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from _diagnostics import rank_diagnostics  # noqa: E402
+from _harness import run_worker  # noqa: E402
+from _sizes import Size, batched_cpc_chol, simulate_arrays  # noqa: E402
+
+
+def _ar1(rng, chains, draws, k, phi):
+    e = rng.standard_normal((chains, draws, k))
+    x = np.empty_like(e)
+    x[:, 0] = e[:, 0]
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x
+
+
+@pytest.mark.parametrize("draws", [5, 51, 200])
+@pytest.mark.parametrize("phi", [-0.7, 0.0, 0.9, 0.999])
+def test_rank_diagnostics_equal_arviz(draws, phi):
+    from arviz.stats.diagnostics import _ess_bulk, _rhat_rank
+
+    rng = np.random.default_rng(draws)
+    x = _ar1(rng, 4, draws, 5, phi)
+    x[..., 1] += np.arange(4)[:, None]  # chains disagree
+    x[..., 2] = 3.0  # constant
+    x[..., 3] = np.round(x[..., 3])  # ties
+    rhat, ess = rank_diagnostics(x, chunk=2)  # several chunks
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        want_rhat = np.array([_rhat_rank(x[..., k]) for k in range(5)])
+        want_ess = np.array([_ess_bulk(x[..., k]) for k in range(5)])
+    np.testing.assert_allclose(rhat, want_rhat, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(ess, want_ess, rtol=1e-12, equal_nan=True)
+
+
+def test_rank_diagnostics_shapes_and_one_chain():
+    rng = np.random.default_rng(0)
+    rhat, ess = rank_diagnostics(rng.standard_normal((1, 40, 2, 3)))
+    assert rhat.shape == ess.shape == (2, 3)
+    assert np.isnan(rhat).all() and np.isfinite(ess).all()
+
+
+def test_cpc_cholesky_matches_the_datasets_reference():
+    from groupcov.datasets import _cpc_to_chol
+
+    cpc = np.random.default_rng(1).uniform(-0.9, 0.9, (6, 10))
+    want = np.stack([_cpc_to_chol(c, 5) for c in cpc])
+    np.testing.assert_allclose(batched_cpc_chol(cpc, 5), want, atol=1e-15)
+
+
+def test_simulated_rows_follow_the_true_parameters():
+    truth, idx, x = simulate_arrays(Size("t", 3, 20_000, 3), seed=2)
+    assert x.shape == (60_000, 3) and np.bincount(idx).tolist() == [20_000] * 3
+    for g in range(3):
+        rows = x[idx == g]
+        np.testing.assert_allclose(rows.mean(0), truth["mean"][g], atol=0.05)
+        np.testing.assert_allclose(np.cov(rows.T), truth["cov"][g], atol=0.06)
+
+
+def test_worker_limits_are_results(tmp_path):
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    r = run_worker(
+        slow,
+        variant="slow",
+        label="slow",
+        group="g",
+        timeout_s=1.0,
+        result_path=tmp_path / "a.json",
+        log_dir=tmp_path,
+    )
+    assert r.status == "timeout" and r.process_wall_s < 10
+    big = [
+        sys.executable,
+        "-c",
+        "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "time.sleep(30)",
+    ]
+    r = run_worker(
+        big,
+        variant="big",
+        label="big",
+        group="g",
+        timeout_s=25.0,
+        result_path=tmp_path / "b.json",
+        log_dir=tmp_path,
+        rss_limit_mb=200,
+    )
+    assert r.status == "memory" and r.group_rss_peak_mb > 200
