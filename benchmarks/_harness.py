@@ -48,13 +48,18 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
 __all__ = [
+    "CompileEvents",
     "DataSet",
     "PhaseTimer",
+    "RssMonitor",
     "VariantResult",
     "add_common_arguments",
+    "after_import",
     "contention_notes",
+    "current_rss_mb",
     "library_versions",
     "load_dataset",
+    "loop_model",
     "machine_description",
     "markdown_table",
     "peak_rss_mb",
@@ -157,6 +162,32 @@ def load_dataset(path: str | os.PathLike[str]) -> DataSet:
         return DataSet(X=f["X"], group=f["group"], features=[str(s) for s in f["features"]])
 
 
+def loop_model(data: DataSet) -> Any:
+    """The per-group-loop PyMC workaround: one ``LKJCholeskyCov`` and one ``MvNormal``
+    per group (PyMC 5.28 cannot batch ``LKJCholeskyCov`` over groups).
+
+    ``mu_group ~ N(0, 1)`` per group and feature, ``LKJCholeskyCov(eta=2,
+    sd_dist=Exponential(1))`` per group, raw rows observed.
+    """
+    import pymc as pm
+
+    X, idx, groups = data.X, data.group_index(), data.groups
+    p = X.shape[1]
+    coords = {"groups": groups, "features": data.features}
+    with pm.Model(coords=coords) as model:
+        mu_group = pm.Normal("mu_group", 0, 1, dims=("groups", "features"))
+        for i, g in enumerate(groups):
+            chol_g = pm.LKJCholeskyCov(
+                f"{g}_chol",
+                n=p,
+                eta=2,
+                sd_dist=pm.Exponential.dist(1, shape=p),
+                compute_corr=True,
+            )[0]
+            pm.MvNormal(f"{g}_obs", mu=mu_group[i], chol=chol_g, observed=X[idx == i])
+    return model
+
+
 # ------------------------------------------------------------------ worker helpers
 
 
@@ -201,6 +232,187 @@ class PhaseTimer:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
 
 
+def current_rss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size of a process now (Linux ``/proc``), in MB; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class RssMonitor:
+    """Sample this process's resident set size in a background thread, per named phase.
+
+    ``peaks`` maps each phase name to the largest RSS (MB) seen while it was the
+    current phase and ``times`` to the seconds spent in it; :meth:`mark` switches
+    the phase. Sampling every ``interval``
+    seconds misses spikes shorter than that; ``ru_maxrss`` (:func:`peak_rss_mb`)
+    is the exact overall peak.
+
+    Examples
+    --------
+    >>> mon = RssMonitor(interval=0.01).start()
+    >>> mon.mark("work")
+    >>> mon.stop()
+    >>> "work" in mon.peaks
+    True
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.phase = "start"
+        self.peaks: dict[str, float] = {}
+        self.checkpoints: dict[str, float] = {}
+        self.times: dict[str, float] = {}
+        self._since = time.perf_counter()
+        self._stack: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        rss = current_rss_mb()
+        if rss is not None:
+            phase = self.phase
+            self.peaks[phase] = max(self.peaks.get(phase, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> RssMonitor:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def mark(self, phase: str) -> None:
+        """Record the RSS at the end of the current phase and start ``phase``."""
+        self._sample()
+        rss = current_rss_mb()
+        if rss is not None:
+            self.checkpoints[f"end of {self.phase}"] = rss
+        now = time.perf_counter()
+        self.times[self.phase] = self.times.get(self.phase, 0.0) + now - self._since
+        self._since = now
+        self.phase = phase
+        self._sample()
+
+    def push(self, phase: str) -> None:
+        """Start a nested ``phase``; :meth:`pop` returns to the enclosing one."""
+        self._stack.append(self.phase)
+        self.mark(phase)
+
+    def pop(self) -> None:
+        self.mark(self._stack.pop() if self._stack else "start")
+
+    def stop(self) -> None:
+        self.mark("stopped")
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def after_import(names: Sequence[str], callback: Any, before: Any = None) -> None:
+    """Call ``callback(module)`` right after each module in ``names`` is executed by
+    an import (now, for those already imported), without importing anything early;
+    ``before(name)``, if given, is called just before the module executes.
+
+    Used by workers to wrap library functions for timing while keeping the set and
+    order of imports exactly what the measured code does on its own.
+    """
+    import importlib.abc
+
+    pending = set(names)
+    for name in list(pending):
+        if name in sys.modules:
+            pending.discard(name)
+            if callback is not None:
+                callback(sys.modules[name])
+
+    class _AfterImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name not in pending:
+                return None
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None and spec.loader is not None:
+                    execute = spec.loader.exec_module
+
+                    def exec_module(module: Any, execute: Any = execute) -> None:
+                        pending.discard(module.__name__)
+                        if before is not None:
+                            before(module.__name__)
+                        try:
+                            execute(module)
+                        finally:
+                            if callback is not None:
+                                callback(module)
+
+                    spec.loader.exec_module = exec_module
+                    return spec
+            return None
+
+    if pending:
+        sys.meta_path.insert(0, _AfterImport())
+
+
+class CompileEvents:
+    """Sum JAX's compile-time monitoring events (tracing, lowering, XLA compilation,
+    persistent-cache hits) from the moment :meth:`install` is called.
+
+    JAX reports durations through ``jax.monitoring``; nothing is recorded if JAX is
+    never imported. :meth:`snapshot` returns ``{event name: seconds}`` plus
+    ``cache_hits``, ``cache_misses`` and ``backend_compile_s``.
+    """
+
+    BACKEND = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def install(self) -> CompileEvents:
+        import jax.monitoring as mon
+
+        def on_duration(event: str, duration: float, **_: Any) -> None:
+            self.durations[event] = self.durations.get(event, 0.0) + float(duration)
+
+        def on_event(event: str, **_: Any) -> None:
+            self.counts[event] = self.counts.get(event, 0) + 1
+
+        mon.register_event_duration_secs_listener(on_duration)
+        mon.register_event_listener(on_event)
+        return self
+
+    def install_on_import(self) -> CompileEvents:
+        """:meth:`install` once JAX is imported (at once if it already is)."""
+        installed: list[bool] = []
+
+        def on_import(_: Any) -> None:
+            if not installed:
+                installed.append(True)
+                self.install()
+
+        after_import(["jax"], on_import)
+        return self
+
+    def snapshot(self) -> dict[str, Any]:
+        hits = self.counts.get("/jax/compilation_cache/cache_hits", 0)
+        requests = self.counts.get("/jax/compilation_cache/compile_requests_use_cache", 0)
+        return {
+            "backend_compile_s": self.durations.get(self.BACKEND, 0.0),
+            "cache_hits": hits,
+            "cache_misses": max(requests - hits, 0),
+            "events": dict(self.durations),
+        }
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process plus that of its largest reaped child, in MB.
 
@@ -214,7 +426,11 @@ def peak_rss_mb() -> float:
 
 
 def posterior_diagnostics(
-    idata: Any, var_names: Sequence[str] | None = None, *, skip_internal: bool = True
+    idata: Any,
+    var_names: Sequence[str] | None = None,
+    *,
+    skip_internal: bool = True,
+    engine: str = "vectorized",
 ) -> dict[str, Any]:
     """Min bulk ESS, max R-hat and number of divergences of an InferenceData.
 
@@ -224,17 +440,32 @@ def posterior_diagnostics(
     variables whose name ends in ``__`` are skipped: PyMC's naming for internal
     copies (e.g. ``A_chol_cholesky-cov-packed__``, which nutpie keeps in the
     posterior and NumPyro does not), so every sampler is scored on the same set.
+    ``engine="vectorized"`` (default) computes ArviZ's rank-normalized split R-hat
+    and bulk ESS for all entries at once (:mod:`_diagnostics`, equal to ArviZ to
+    rounding); ``"arviz"`` calls ``az.rhat`` / ``az.ess`` (one entry at a time:
+    hours for 10^5 entries).
     """
-    import arviz as az
     import numpy as np
 
     post = idata.posterior
     names = list(var_names) if var_names is not None else list(post.data_vars)
     if skip_internal:
         names = [n for n in names if not str(n).endswith("__")]
-    with np.errstate(invalid="ignore", divide="ignore"):  # constant entries -> NaN
-        ess = az.ess(post, var_names=names, method="bulk")
-        rhat = az.rhat(post, var_names=names)
+    if engine == "arviz":
+        import arviz as az
+
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant entries -> NaN
+            ess = az.ess(post, var_names=names, method="bulk")
+            rhat = az.rhat(post, var_names=names)
+    else:
+        import xarray as xr
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _diagnostics import rank_diagnostics
+
+        both = {n: rank_diagnostics(post[n].values) for n in names}
+        rhat = xr.Dataset({n: (post[n].dims[2:], both[n][0]) for n in names})
+        ess = xr.Dataset({n: (post[n].dims[2:], both[n][1]) for n in names})
 
     def _extreme(ds: Any, largest: bool) -> tuple[float, str | None]:
         found: list[tuple[float, str]] = []
@@ -298,7 +529,7 @@ class VariantResult:
     variant: str
     label: str
     group: str  # e.g. "loop" or "groupcov"
-    status: str  # "ok", "timeout" or "error"
+    status: str  # "ok", "timeout", "memory" (killed above the RSS limit) or "error"
     wall_s: float  # process wall time minus post-sampling diagnostics time
     process_wall_s: float
     timeout_s: float
@@ -307,6 +538,7 @@ class VariantResult:
     tree_peak_rss_mb: float | None = None  # largest single process, seen by the parent
     cpu_s: float | None = None  # user + system CPU of the worker and its reaped children
     foreign_cpu_s: float | None = None  # CPU used by other processes meanwhile
+    group_rss_peak_mb: float | None = None  # largest summed RSS of the process group (polled)
 
     @property
     def ok(self) -> bool:
@@ -326,12 +558,16 @@ def run_worker(
     result_path: Path,
     log_dir: Path,
     env: dict[str, str] | None = None,
+    rss_limit_mb: float | None = None,
 ) -> VariantResult:
     """Run ``cmd`` in a new session, timed from spawn to exit, killing it after ``timeout_s``.
 
     The worker must write its JSON result to ``result_path``.  Its stdout and stderr
     go to ``log_dir/<variant>.out`` / ``.err``; on failure the tail of stderr is kept
-    in :attr:`VariantResult.error`.
+    in :attr:`VariantResult.error`.  With ``rss_limit_mb``, the summed resident memory
+    of the worker's process group is polled every 0.2 s and the group is killed
+    (status ``"memory"``) when it exceeds the limit; the largest sum seen is kept in
+    :attr:`VariantResult.group_rss_peak_mb` either way.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{variant}.out", log_dir / f"{variant}.err"
@@ -352,9 +588,18 @@ def run_worker(
 
         waiter = threading.Thread(target=_reap, daemon=True)
         waiter.start()
-        waiter.join(timeout_s)
-        timed_out = waiter.is_alive()
-        if timed_out:
+        group_peak = 0.0
+        over_memory = False
+        deadline = start + timeout_s
+        while waiter.is_alive() and time.perf_counter() < deadline:
+            waiter.join(min(0.2, max(deadline - time.perf_counter(), 0.0)))
+            rss = _group_rss_mb(proc.pid)
+            group_peak = max(group_peak, rss)
+            if rss_limit_mb is not None and rss > rss_limit_mb and waiter.is_alive():
+                over_memory = True
+                break
+        timed_out = waiter.is_alive() and not over_memory
+        if waiter.is_alive():
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the worker and its own children
             waiter.join()
@@ -369,6 +614,7 @@ def run_worker(
         "timeout_s": timeout_s,
         "tree_peak_rss_mb": usage.ru_maxrss / _RSS_UNIT,
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        "group_rss_peak_mb": group_peak or None,
     }
     busy = _busy_cpu_seconds()
     if busy is not None and busy_before is not None:
@@ -378,6 +624,13 @@ def run_worker(
     if timed_out:
         return VariantResult(
             status="timeout", wall_s=math.inf, error=f"killed after {timeout_s:g} s", **common
+        )
+    if over_memory:
+        return VariantResult(
+            status="memory",
+            wall_s=math.inf,
+            error=f"killed: resident memory above {rss_limit_mb:g} MB",
+            **common,
         )
     worker: dict[str, Any] = {}
     error = None
@@ -390,6 +643,27 @@ def run_worker(
         return VariantResult(status="error", wall_s=math.nan, worker=worker, error=error, **common)
     wall = elapsed - float(worker.get("phases", {}).get("diagnostics", 0.0))
     return VariantResult(status="ok", wall_s=wall, worker=worker, **common)
+
+
+def _group_rss_mb(pgid: int) -> float:
+    """Summed resident memory (MB) of the processes in process group ``pgid``."""
+    total = 0.0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command name: state, ppid, pgrp, ...; field 22 (rss) is in pages
+        if int(fields[2]) == pgid:
+            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    return total
 
 
 def _busy_cpu_seconds() -> float | None:
@@ -484,8 +758,8 @@ def markdown_table(
         diag = w.get("diagnostics", {})
         if r.status == "timeout":
             cells = [r.label, f"> {r.timeout_s:g}"] + ["—"] * 6
-        elif r.status == "error":
-            cells = [r.label, "error"] + ["—"] * 6
+        elif r.status in ("error", "memory"):
+            cells = [r.label, r.status] + ["—"] * 6
         else:
             ess = diag.get("min_ess_bulk")
             rhat = diag.get("max_rhat")

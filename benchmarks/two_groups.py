@@ -39,6 +39,7 @@ from _harness import (
     contention_notes,
     library_versions,
     load_dataset,
+    loop_model,
     machine_description,
     markdown_table,
     posterior_diagnostics,
@@ -111,20 +112,7 @@ def _fit_loop(
         _import_backend(variant.sampler)
     with timer.phase("build"):
         data = load_dataset(args.data)
-        X, idx, groups = data.X, data.group_index(), data.groups
-        p = X.shape[1]
-        coords = {"groups": groups, "features": data.features}
-        with pm.Model(coords=coords) as model:
-            mu_group = pm.Normal("mu_group", 0, 1, dims=("groups", "features"))
-            for i, g in enumerate(groups):
-                chol_g = pm.LKJCholeskyCov(
-                    f"{g}_chol",
-                    n=p,
-                    eta=2,
-                    sd_dist=pm.Exponential.dist(1, shape=p),
-                    compute_corr=True,
-                )[0]
-                pm.MvNormal(f"{g}_obs", mu=mu_group[i], chol=chol_g, observed=X[idx == i])
+        model = loop_model(data)
     kwargs = _sample_kwargs(args)
     if args.pymc_cores and variant.sampler == "pymc":
         kwargs["cores"] = args.pymc_cores
