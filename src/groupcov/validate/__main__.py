@@ -40,7 +40,7 @@ def _sbc(args) -> None:
 def _pooling(args) -> None:
     from groupcov.validate.pooling import main
 
-    main(Path(args.out) / "pooling", quick=args.quick)
+    main(Path(args.out) / "pooling", quick=args.quick, scenarios=args.scenarios)
 
 
 def _realdata(args) -> None:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="*", help="SBC only: configuration names to run")
     parser.add_argument("--sims", type=int,
                         help="SBC only: number of simulations (0: only the prior-draw check)")
+    parser.add_argument("--scenarios", nargs="*",
+                        help="pooling only: scenario names to run (alike, different)")
     parser.add_argument("--seed", type=int, help="SBC only: seed of the simulations (default 0)")
     args = parser.parse_args(argv)
     {"sbc": _sbc, "pooling": _pooling, "realdata": _realdata}[args.study](args)
