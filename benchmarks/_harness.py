@@ -316,26 +316,35 @@ class RssMonitor:
             self._thread.join()
 
 
+_IMPORT_HOOKS: dict[str, list[tuple[Any, Any]]] = {}  # module -> [(before, after)]
+_IMPORT_FINDER: list[Any] = []
+
+
 def after_import(names: Sequence[str], callback: Any, before: Any = None) -> None:
     """Call ``callback(module)`` right after each module in ``names`` is executed by
     an import (now, for those already imported), without importing anything early;
     ``before(name)``, if given, is called just before the module executes.
 
     Used by workers to wrap library functions for timing while keeping the set and
-    order of imports exactly what the measured code does on its own.
+    order of imports exactly what the measured code does on its own. One finder on
+    ``sys.meta_path`` serves every registration.
     """
     import importlib.abc
 
-    pending = set(names)
-    for name in list(pending):
+    for name in names:
         if name in sys.modules:
-            pending.discard(name)
             if callback is not None:
                 callback(sys.modules[name])
+        else:
+            _IMPORT_HOOKS.setdefault(name, []).append((before, callback))
+    if _IMPORT_FINDER:
+        return
 
     class _AfterImport(importlib.abc.MetaPathFinder):
         def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-            if name not in pending:
+            # find_spec is also called without an import (importlib.util.find_spec, to
+            # test availability): the hooks run, and are used up, only when it executes
+            if not _IMPORT_HOOKS.get(name):
                 return None
             for finder in sys.meta_path:
                 if finder is self or not hasattr(finder, "find_spec"):
@@ -345,21 +354,24 @@ def after_import(names: Sequence[str], callback: Any, before: Any = None) -> Non
                     execute = spec.loader.exec_module
 
                     def exec_module(module: Any, execute: Any = execute) -> None:
-                        pending.discard(module.__name__)
-                        if before is not None:
-                            before(module.__name__)
+                        hooks = _IMPORT_HOOKS.pop(module.__name__, [])
+                        for first, _ in hooks:
+                            if first is not None:
+                                first(module.__name__)
                         try:
                             execute(module)
                         finally:
-                            if callback is not None:
-                                callback(module)
+                            for _, then in reversed(hooks):
+                                if then is not None:
+                                    then(module)
 
                     spec.loader.exec_module = exec_module
                     return spec
             return None
 
-    if pending:
-        sys.meta_path.insert(0, _AfterImport())
+    finder = _AfterImport()
+    _IMPORT_FINDER.append(finder)
+    sys.meta_path.insert(0, finder)
 
 
 class CompileEvents:

@@ -96,3 +96,49 @@ def test_worker_limits_are_results(tmp_path):
         rss_limit_mb=200,
     )
     assert r.status == "memory" and r.group_rss_peak_mb > 200
+
+
+def test_import_hooks_wrap_a_module_once_in_nesting_order(tmp_path, monkeypatch):
+    from _harness import after_import
+
+    (tmp_path / "bench_hook_target.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    after_import(
+        ["bench_hook_target"],
+        lambda m: seen.append(("a after", m.VALUE)),
+        before=lambda n: seen.append(("a before", n)),
+    )
+    after_import(
+        ["bench_hook_target"],
+        lambda m: seen.append(("b after", m.VALUE)),
+        before=lambda n: seen.append(("b before", n)),
+    )
+    import bench_hook_target  # noqa: F401
+
+    assert seen == [
+        ("a before", "bench_hook_target"),
+        ("b before", "bench_hook_target"),
+        ("b after", 1),
+        ("a after", 1),
+    ]
+    after_import(["bench_hook_target"], lambda m: seen.append(("late", m.VALUE)))
+    assert seen[-1] == ("late", 1)
+    sys.modules.pop("bench_hook_target")
+
+
+def test_import_hooks_survive_an_availability_check(tmp_path, monkeypatch):
+    import importlib.util
+
+    from _harness import after_import
+
+    (tmp_path / "bench_hook_probe.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    after_import(["bench_hook_probe"], lambda m: seen.append(m.VALUE))
+    assert importlib.util.find_spec("bench_hook_probe") is not None
+    assert seen == []
+    import bench_hook_probe  # noqa: F401
+
+    assert seen == [2]
+    sys.modules.pop("bench_hook_probe")
