@@ -26,9 +26,12 @@ _LAZY = {
     "MvNormalSuffStats": "groupcov.distributions",
     "Priors": "groupcov.model.priors",
     "GroupCovResult": "groupcov.result",
+    "BayesianQDA": "groupcov.sklearn",
+    "compare": "groupcov.compare",
 }
 
 __all__ = [
+    "BayesianQDA",
     "CollinearFeaturesWarning",
     "DataError",
     "GroupCovModel",
@@ -39,16 +42,19 @@ __all__ = [
     "MvNormalSuffStats",
     "Priors",
     "SufficientStats",
+    "compare",
     "reduce",
 ]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from groupcov.api import GroupCovModel, MissingValuesWarning
+    from groupcov.compare import compare
     from groupcov.data import CollinearFeaturesWarning, DataError, ManyFeaturesWarning, reduce
     from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats
     from groupcov.model.priors import Priors
     from groupcov.result import GroupCovResult
+    from groupcov.sklearn import BayesianQDA
     from groupcov.stats import SufficientStats
 
 
