@@ -110,9 +110,8 @@ def _new_group(result: GroupCovResult, rng: np.random.Generator) -> tuple[np.nda
         mu_tau = post["mu_tau"].transpose("chain", "draw", "feature").values
         mu = mu_pop + mu_tau * rng.standard_normal(shape)
     if covariance == "pooled":
-        d = posterior_draws(result)
-        cov = d.covariance(slice(None))[:, 0].reshape(chains, draws, p, p)
-        return mu, cov
+        cov = posterior_draws(result).covariance(slice(None), 0)
+        return mu, cov.reshape(chains, draws, p, p)
     names = ["sigma_pop", "sd_tau"] + (["atanh_cpc_pop", "corr_tau"] if p > 1 else [])
     _require(post, names, "covariance='hierarchical'")
     sigma_pop = post["sigma_pop"].transpose("chain", "draw", "feature").values
@@ -148,7 +147,7 @@ def group_parameters(result: GroupCovResult, group, random_seed=None) -> GroupPa
     """
     post = result.idata.posterior
     if group in result.groups:
-        sel = post.sel(group=group)
+        sel = post[[n for n in ("mu", "cov", "sigma", "corr") if n in post]].sel(group=group)
         mu = sel["mu"].transpose("chain", "draw", "feature").values
         if "cov" in post:
             cov = sel["cov"].transpose("chain", "draw", "feature", "feature_").values
