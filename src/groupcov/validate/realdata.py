@@ -127,7 +127,7 @@ def prior_predictive(name: str, draws: int = 4000, seed: int = 0) -> dict:
         "observed_sd": (sd_obs / scale).ravel(),
         "observed_corr": corr_obs[:, rows, cols].ravel(),
         "observed_mean": ((st.mean - center) / scale).ravel(),
-        "mu_sigma": float(gcm.model["mu_sigma"].get_value()[0]),
+        "mu_sigma": [float(v) for v in gcm.model["mu_sigma"].get_value()],
     }
 
 
@@ -160,7 +160,7 @@ def prior_figure(pps: dict):
             draws = np.log10(pp[key]) if key == "sd" else pp[key]
             obs = np.log10(pp[f"observed_{key}"]) if key == "sd" else pp[f"observed_{key}"]
             if key == "mean":
-                draws = draws[np.abs(draws) < 4 * pp["mu_sigma"]]
+                draws = draws[np.abs(draws) < 4 * max(pp["mu_sigma"])]
             ax.hist(draws, bins=80, density=True, color="0.6")
             ax.plot(obs, np.zeros_like(obs), "|", color="C3", ms=14, mew=1.5)
             ax.set_title(f"{name}: {title}" + (" (log10)" if key == "sd" else ""), fontsize=9)
@@ -187,7 +187,8 @@ def main(out: Path, quick: bool = False) -> None:
             markdown_table(per_mode), "", "Default prior on the standardized scale:", "",
             markdown_table(quant), ""]
     (out / "summary.md").write_text("\n".join(text))
-    (out / "prior_mu_sigma.json").write_text(
-        json.dumps({n: pp["mu_sigma"] for n, pp in pps.items()}))
+    (out / "prior_mu_sigma.json").write_text(json.dumps(
+        {n: dict(zip(load(n)[1], pp["mu_sigma"], strict=True)) for n, pp in pps.items()},
+        indent=1))
     prior_figure(pps).savefig(out / "prior_predictive.png", dpi=90)
     print("\n".join(text), flush=True)

@@ -13,7 +13,14 @@ from scipy import stats as sps
 from groupcov.validate.sbc import SBCConfig, SBCResult, prior_check
 from groupcov.validate.tables import markdown_table
 
-__all__ = ["rank_figure", "summarize", "write_prior_check", "write_result", "write_summary"]
+__all__ = [
+    "pooled_pvalues",
+    "rank_figure",
+    "summarize",
+    "write_prior_check",
+    "write_result",
+    "write_summary",
+]
 
 
 def summarize(result: SBCResult) -> dict:
@@ -167,3 +174,17 @@ def write_summary(out: Path) -> pd.DataFrame:
     pvalues = pd.concat([pd.read_csv(out / f"pvalues_{r['config']}.csv") for r in rows])
     pvalue_figure(pvalues).savefig(out / "pvalues.png", dpi=90)
     return table
+
+
+def pooled_pvalues(folders: list[Path], config: str, n_draws: int = 100,
+                   bins: int = 10) -> pd.DataFrame:
+    """Chi-square p-values of one configuration's ranks pooled over independent runs
+    (e.g. the main run and a replicate with another seed), per quantity."""
+    from groupcov.validate.sbc import chi2_uniformity
+
+    frames = [pd.read_csv(Path(f) / f"ranks_{config}.csv") for f in folders]
+    labels = [c for c in frames[0].columns if c not in ("sim", "divergences", "min_ess")]
+    ranks = pd.concat([f[labels] for f in frames]).to_numpy()
+    chi2, pvalues = chi2_uniformity(ranks, n_draws, bins)
+    return pd.DataFrame({"parameter": labels, "sims": len(ranks), "chi2": chi2,
+                         "pvalue": pvalues})
