@@ -72,6 +72,31 @@ def _jax_backend() -> tuple[str | None, str | None]:
     return backend, version
 
 
+def pinned_jax() -> str | None:
+    """The project's requirement on ``jax`` (from pyproject.toml), e.g. ``>=0.10,<0.11``."""
+    import tomllib
+
+    try:
+        project = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+    for req in project.get("dependencies", []):
+        name = req.split(";")[0].strip()
+        if name.startswith("jax") and name[3:4] in "<>=!~ ":
+            return name[3:].strip()
+    return None
+
+
+def _satisfies(version: str | None, spec: str | None) -> bool | None:
+    try:
+        from packaging.specifiers import SpecifierSet
+    except ImportError:
+        return None
+    if version is None or spec is None:
+        return None
+    return SpecifierSet(spec).contains(version)
+
+
 def ensure_cuda_jax(args: argparse.Namespace) -> dict[str, Any]:
     """Install CUDA JAX (same version as the installed JAX) when a GPU is present but
     JAX does not use it. Returns what was found and done."""
@@ -80,8 +105,9 @@ def ensure_cuda_jax(args: argparse.Namespace) -> dict[str, Any]:
     backend, version = _jax_backend()
     info["jax_backend_before"] = backend
     if info["gpu"] and backend != "gpu" and not args.no_install:
-        pinned = version or importlib.metadata.version("jax")
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", f"jax[{args.cuda}]=={pinned}"]
+        # the same version as the CPU JAX in this environment (which satisfies the pin)
+        installed = version or importlib.metadata.version("jax")
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", f"jax[{args.cuda}]=={installed}"]
         if args.wheels:
             cmd += ["--no-index", "--find-links", args.wheels]
         info["install_command"] = " ".join(cmd)
@@ -93,6 +119,8 @@ def ensure_cuda_jax(args: argparse.Namespace) -> dict[str, Any]:
     info["setup_s"] = time.perf_counter() - start  # probing JAX (+ installing)
     info["jax_backend"] = backend
     info["jax_version"] = version
+    info["jax_pinned"] = pinned_jax()
+    info["jax_in_pinned_range"] = _satisfies(version, info["jax_pinned"])
     return info
 
 

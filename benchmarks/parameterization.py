@@ -42,8 +42,9 @@ def main() -> None:
                 sim.data, group="group", features=sim.features, parameterization=param
             )
             start = time.perf_counter()
-            res = model.fit(draws=args.draws, tune=args.tune, random_seed=args.seed,
-                            progressbar=False)
+            res = model.fit(
+                draws=args.draws, tune=args.tune, random_seed=args.seed, progressbar=False
+            )
             elapsed = time.perf_counter() - start
             diag = res.diagnostics()
             steps = res.idata.sample_stats["n_steps"].values

@@ -146,8 +146,10 @@ def compare(outs: dict[str, Path]) -> list[str]:
         sd = np.sqrt(np.diagonal(ref["cov"], axis1=1, axis2=2))
         d_cov = np.max(np.abs(other["cov"] - ref["cov"]) / (sd[:, :, None] * sd[:, None, :]))
         assert d_mean < 1e-9 and d_cov < 1e-9, (name, d_mean, d_cov)
-        lines.append(f"{name} vs {names[0]}: max relative difference of means {d_mean:.1e}, "
-                     f"of covariances {d_cov:.1e}")
+        lines.append(
+            f"{name} vs {names[0]}: max relative difference of means {d_mean:.1e}, "
+            f"of covariances {d_cov:.1e}"
+        )
     return lines
 
 
@@ -179,10 +181,12 @@ def main() -> None:
     import duckdb
     import pandas as pd
 
-    print(f"\n{args.rows:,} rows x {len(FEATURES)} features x {args.groups:,} groups, "
-          f"Parquet {size_mb:.0f} MB; {platform.machine()}, {os.cpu_count()} CPU cores; "
-          f"DuckDB {duckdb.__version__}, pandas {pd.__version__}; "
-          f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\n{args.rows:,} rows x {len(FEATURES)} features x {args.groups:,} groups, "
+        f"Parquet {size_mb:.0f} MB; {platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"DuckDB {duckdb.__version__}, pandas {pd.__version__}; "
+        f"load average before: {os.getloadavg()[0]:.1f}\n"
+    )
     print("| method | reduction (s) | rows/s | peak RSS (MB) | of which after imports (MB) |")
     print("|---|---:|---:|---:|---:|")
     labels = {
@@ -192,9 +196,11 @@ def main() -> None:
         "pandas": "`pd.read_parquet` + `groupby` size/mean/cov (plain pandas)",
     }
     for r in results:
-        print(f"| {labels[r['method']]} | {r['seconds']:.2f} | "
-              f"{args.rows / r['seconds'] / 1e6:.1f} M | {r['peak_rss']:.0f} | "
-              f"{r['import_rss']:.0f} |")
+        print(
+            f"| {labels[r['method']]} | {r['seconds']:.2f} | "
+            f"{args.rows / r['seconds'] / 1e6:.1f} M | {r['peak_rss']:.0f} | "
+            f"{r['import_rss']:.0f} |"
+        )
     print()
     for line in notes:
         print(line)

@@ -10,7 +10,7 @@ import pytest
 
 import groupcov
 from groupcov.classify import row_log_likelihood
-from groupcov.compare import compare, loo_rows, relative_efficiency
+from groupcov.comparison import compare, loo_rows, relative_efficiency
 from groupcov.datasets import two_groups
 from groupcov.result import GroupCovResult
 from groupcov.stats import SufficientStats

@@ -60,3 +60,47 @@ def test_summary_is_ordered_by_group_then_parameter(model):
     draws = post["cov"].sel(group="B", feature="y", feature_="x").values
     assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
     assert row["sd"] == pytest.approx(draws.std(ddof=1), rel=1e-12)
+
+
+@pytest.mark.parametrize("chains", [1, 2, 5])
+def test_saved_program_is_reused_by_a_new_process(chains, tmp_path, monkeypatch):
+    """A saved program serves a later process (simulated by emptying the in-process
+    table) for chains batched on one device (1, more than the CPU devices) and
+    mapped over devices (2), and gives the same draws as the freshly compiled one."""
+    from groupcov import inference
+    from groupcov.inference import jax_backend
+
+    monkeypatch.setenv("GROUPCOV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(inference, "_PROGRAMS", {})
+    sim = two_groups(n_per_group=60, seed=3)
+    kw = dict(sampler="numpyro", draws=30, tune=30, chains=chains, random_seed=4,
+              progressbar=False)
+    first = groupcov.GroupCovModel(sim.data, group="group", features=sim.features).fit(**kw)
+    saved = [p for p in (tmp_path / "programs").iterdir() if p.suffix != ".json"]
+    assert len(saved) == 1
+
+    monkeypatch.setattr(inference, "_PROGRAMS", {})
+
+    def no_translation(*args, **kwargs):
+        raise AssertionError("the saved program was not used")
+
+    monkeypatch.setattr(jax_backend, "chain_program", no_translation)
+    second = groupcov.GroupCovModel(sim.data, group="group", features=sim.features).fit(**kw)
+    a, b = first.idata.posterior, second.idata.posterior
+    assert a["cov"].shape[:2] == (chains, 30)
+    np.testing.assert_allclose(a["cov"].values, b["cov"].values, rtol=1e-12)
+
+
+def test_saved_program_for_other_chain_mapping_is_a_miss(tmp_path, monkeypatch):
+    from groupcov.inference import jax_backend
+
+    monkeypatch.setenv("GROUPCOV_CACHE_DIR", str(tmp_path))
+    sim = two_groups(n_per_group=60, seed=3)
+    groupcov.GroupCovModel(sim.data, group="group", features=sim.features).fit(
+        sampler="numpyro", draws=10, tune=10, chains=2, random_seed=1, progressbar=False
+    )
+    (path,) = [p for p in (tmp_path / "programs").iterdir() if p.suffix != ".json"]
+    assert jax_backend.load_program(str(path), 2) is not None
+    monkeypatch.setattr(jax_backend, "chain_mapping", lambda chains: "vmap")
+    assert jax_backend.load_program(str(path), 2) is None
+    assert jax_backend.load_program(str(path), 3) is None

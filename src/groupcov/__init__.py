@@ -27,7 +27,7 @@ _LAZY = {
     "Priors": "groupcov.model.priors",
     "GroupCovResult": "groupcov.result",
     "BayesianQDA": "groupcov.sklearn",
-    "compare": "groupcov.compare",
+    "compare": "groupcov.comparison",
 }
 
 __all__ = [
@@ -49,7 +49,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from groupcov.api import GroupCovModel, MissingValuesWarning
-    from groupcov.compare import compare
+    from groupcov.comparison import compare
     from groupcov.data import CollinearFeaturesWarning, DataError, ManyFeaturesWarning, reduce
     from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats
     from groupcov.model.priors import Priors

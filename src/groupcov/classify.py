@@ -369,7 +369,7 @@ def row_log_likelihood(
 
     Rows with missing features contribute the density of their observed features.
     The result holds ``chain * draw * rows`` float64 values: for large tables use
-    :func:`groupcov.compare.loo_rows`, which never holds them all.
+    :func:`groupcov.comparison.loo_rows`, which never holds them all.
 
     Parameters
     ----------

@@ -487,7 +487,7 @@ def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | N
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from groupcov.compare import compare
+    from groupcov.comparison import compare
 
     candidates = _parse_candidates(args.candidates)
     _data_file(args.data)

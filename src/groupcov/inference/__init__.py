@@ -179,6 +179,7 @@ def sample_structure(
     arviz.InferenceData
     """
     from groupcov.inference.jax_backend import (
+        chain_mapping,
         enable_compilation_cache,
         load_program,
         model_program,
@@ -197,7 +198,11 @@ def sample_structure(
     kwargs.pop("target_accept", None)
     enable_compilation_cache()
     shapes = tuple(sorted((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in values.items()))
-    key = (structure, shapes, program_settings_key(settings, kwargs), _code_fingerprint())
+    import jax
+
+    # how the chains are mapped and where they run change the compiled program too
+    where = (jax.default_backend(), chain_mapping(settings.chains))
+    key = (structure, shapes, program_settings_key(settings, kwargs), where, _code_fingerprint())
     start = time.perf_counter()
     program = _PROGRAMS.get(key)
     path = _program_path(key)

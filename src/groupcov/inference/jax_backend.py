@@ -70,14 +70,21 @@ def _jax_function(model, var_names=None):
     return model.value_vars, data_vars, fn, outputs
 
 
-def _map_chains(fn, chains: int):
-    """``pmap`` over CPU devices when there are enough of them, else ``vmap`` + ``jit``.
-
-    ``fn(key, data)``: keys are per chain, data are shared.
-    """
+def chain_mapping(chains: int) -> str:
+    """How chains run side by side: ``"pmap"`` (one CPU device per chain, when there
+    are enough) or ``"vmap"`` (batched on one device; always on a GPU)."""
     import jax
 
     if jax.default_backend() == "cpu" and jax.local_device_count() >= chains > 1:
+        return "pmap"
+    return "vmap"
+
+
+def _map_chains(fn, chains: int, mapping: str | None = None):
+    """``fn(key, data)`` over per-chain keys with shared data: ``pmap`` or ``jit(vmap)``."""
+    import jax
+
+    if (mapping or chain_mapping(chains)) == "pmap":
         return jax.pmap(fn, in_axes=(0, None))
     return jax.jit(jax.vmap(fn, in_axes=(0, None)))
 
@@ -210,36 +217,49 @@ def compile_program(
     translation and tracing; XLA's own compilation is then served by JAX's persistent
     cache. ``example_data`` (the data tuple) fixes the exported shapes.
     """
-    fn = program.chain
+    mapping = chain_mapping(chains)
+    run = _map_chains(program.chain, chains, mapping)
     if export_to is not None and example_data is not None:
         try:
-            fn = _export(program, export_to, example_data)
+            run = _export(program, chains, mapping, export_to, example_data)
         except Exception:  # an optional cache must never break sampling
-            fn = program.chain
-    return Program(
-        program.data_names, program.data_dtypes, program.outputs, _map_chains(fn, chains)
-    )
+            run = _map_chains(program.chain, chains, mapping)
+    return Program(program.data_names, program.data_dtypes, program.outputs, run)
 
 
-def _shape_specs(program: ChainProgram, data: tuple):
+def _shape_specs(program: ChainProgram, data: tuple, chains: int | None = None):
     import jax
 
     key = jax.random.PRNGKey(0)
+    key_shape = key.shape if chains is None else (chains, *key.shape)
     return (
-        jax.ShapeDtypeStruct(key.shape, key.dtype),
+        jax.ShapeDtypeStruct(key_shape, key.dtype),
         tuple(jax.ShapeDtypeStruct(np.shape(d), np.dtype(t))
               for d, t in zip(data, program.data_dtypes, strict=True)),
     )
 
 
-def _export(program: ChainProgram, path: str, data: tuple):
+def _export(program: ChainProgram, chains: int, mapping: str, path: str, data: tuple):
+    """Export the program and write it to ``path``; returns the callable over all chains.
+
+    With ``vmap`` the batched program itself is exported (an exported function has no
+    batching rule); with ``pmap`` one chain is exported and mapped over devices when
+    called, so the entry needs as many devices in the process that loads it.
+    """
     import jax
     from jax import export
 
-    exported = export.export(jax.jit(program.chain))(*_shape_specs(program, data))
+    if mapping == "vmap":
+        fn = jax.jit(jax.vmap(program.chain, in_axes=(0, None)))
+        exported = export.export(fn)(*_shape_specs(program, data, chains))
+    else:
+        exported = export.export(jax.jit(program.chain))(*_shape_specs(program, data))
     blob = exported.serialize()
     meta = {
-        "format": 1,
+        "format": 2,
+        "mapping": mapping,
+        "chains": chains,
+        "platforms": list(exported.platforms),
         "data_names": program.data_names,
         "data_dtypes": program.data_dtypes,
         "outputs": program.outputs,
@@ -252,27 +272,41 @@ def _export(program: ChainProgram, path: str, data: tuple):
         json.dump(meta, f)
     os.replace(tmp + ".json", path + ".json")
     os.replace(tmp, path)
-    return exported.call
+    return _loaded_run(exported, chains, mapping)
+
+
+def _loaded_run(exported, chains: int, mapping: str):
+    import jax
+
+    if mapping == "vmap":
+        return jax.jit(exported.call)
+    return _map_chains(exported.call, chains, "pmap")
 
 
 def load_program(path: str, chains: int) -> Program | None:
-    """A program saved by :func:`compile_program`, or None if absent or unreadable."""
+    """A program saved by :func:`compile_program`, or None if absent, unreadable, or
+    made for another way of running the chains or another platform (then it is a
+    cache miss and gets rewritten)."""
     try:
-        with open(path + ".json") as f:
-            meta = json.load(f)
-        with open(path, "rb") as f:
-            blob = f.read()
-        if meta.get("format") != 1:
-            return None
+        import jax
         from jax import export
 
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        if meta.get("format") != 2 or meta.get("chains") != chains:
+            return None
+        if meta.get("mapping") != chain_mapping(chains):
+            return None
+        if jax.default_backend() not in meta.get("platforms", []):
+            return None
+        with open(path, "rb") as f:
+            blob = f.read()
         exported = export.deserialize(bytearray(blob))
+        run = _loaded_run(exported, chains, meta["mapping"])
     except Exception:  # a stale or partial cache entry is just a miss
         return None
     outputs = [(name, list(dims)) for name, dims in meta["outputs"]]
-    return Program(
-        meta["data_names"], meta["data_dtypes"], outputs, _map_chains(exported.call, chains)
-    )
+    return Program(meta["data_names"], meta["data_dtypes"], outputs, run)
 
 
 def run_program(program: Program, data: dict, settings: SamplerSettings) -> SamplerOutput:

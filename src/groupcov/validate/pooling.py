@@ -153,7 +153,9 @@ def sklearn_estimates(x: np.ndarray, y: np.ndarray, labels, seed: int = 0) -> di
     """Per-group covariance estimates of the scikit-learn methods, each ``(G, p, p)``.
 
     - ``QDA``: :class:`~sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis`'s
-      ``covariance_`` (the 1/n maximum-likelihood estimate in scikit-learn >= 1.8);
+      ``covariance_`` (the 1/n maximum-likelihood estimate in scikit-learn >= 1.8), fitted
+      with ``tol=0`` so that the absolute rank check does not reject groups whose
+      features have small scales;
     - ``sample covariance (n-1)``: the unbiased per-group covariance;
     - ``QDA reg_param (CV log-lik)``: QDA with ``reg_param`` chosen on a grid of 21
       values in [0, 1] by 4-fold stratified cross-validated Gaussian log density of
@@ -169,7 +171,9 @@ def sklearn_estimates(x: np.ndarray, y: np.ndarray, labels, seed: int = 0) -> di
     labels = list(labels)
 
     def qda(reg):
-        fitted = QDA(reg_param=reg, store_covariance=True).fit(x, y)
+        # tol=0: scikit-learn's absolute rank threshold (1e-4 on the singular values of
+        # the centred rows) rejects full-rank groups whose features have small scales
+        fitted = QDA(reg_param=reg, store_covariance=True, tol=0.0).fit(x, y)
         order = [list(fitted.classes_).index(g) for g in labels]
         return np.array(fitted.covariance_)[order]
 
