@@ -1,6 +1,7 @@
 """The package namespace: lazy attributes resolve to the documented objects."""
 
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -28,3 +29,25 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_fit_from_a_saved_program_needs_no_pymc(tmp_path):
+    """A second process with the same model loads the saved program: PyMC, PyTensor and
+    NumPyro are never imported, and the draws equal the first process's."""
+    code = (
+        "import sys, groupcov; from groupcov.datasets import two_groups; "
+        "sim = two_groups(n_per_group=50, seed=1); "
+        "m = groupcov.GroupCovModel(sim.data, group='group', features=sim.features); "
+        "r = m.fit(draws=20, tune=20, chains=2, random_seed=3, progressbar=False); "
+        "print([k for k in ('pymc', 'pytensor', 'numpyro') if k in sys.modules]); "
+        "print(float(r.idata.posterior['cov'].sum()))"
+    )
+    env = {**os.environ, "GROUPCOV_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env=env).stdout.splitlines()
+        for _ in range(2)
+    ]
+    assert runs[0][0] != "[]"  # the first process built and translated the model
+    assert runs[1][0] == "[]"
+    assert runs[0][1] == runs[1][1]

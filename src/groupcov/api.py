@@ -7,14 +7,12 @@ from collections.abc import Sequence
 
 from groupcov.data import DataError, reduce, warn_feature_problems
 from groupcov.inference import run_sampler, sample_structure
-from groupcov.model.build import (
+from groupcov.model.inputs import (
     PARAMETERIZATIONS,
     POOLING,
-    build_model,
     check_same_structure,
     coords_for,
     model_data,
-    set_model_data,
 )
 from groupcov.model.priors import Priors
 from groupcov.result import GroupCovResult
@@ -169,6 +167,8 @@ class GroupCovModel:
 
     def _built_model(self):
         if self._model is None:
+            from groupcov.model.build import build_model  # PyMC: only when needed
+
             self._model = build_model(
                 self.stats, self.spec["means"], self.spec["covariance"], self.priors,
                 self.parameterization, self.fixed_standardization,
@@ -207,6 +207,8 @@ class GroupCovModel:
         """
         stats = reduce(data, group=self.group, features=self.features)
         if self._model is not None:
+            from groupcov.model.build import set_model_data
+
             self.standardization = set_model_data(
                 self._model, stats, self.spec["means"], self.spec["covariance"], self.priors,
                 self.parameterization, self.fixed_standardization,

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from groupcov.distributions.mvnormal import scatter_root
-from groupcov.stats import IncompleteCells, SufficientStats
+from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
 __all__ = [
     "Diagnostics",

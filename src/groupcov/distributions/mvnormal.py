@@ -22,6 +22,8 @@ from pymc.distributions.distribution import Continuous
 from pytensor.tensor import TensorVariable
 from pytensor.tensor.random.op import RandomVariable
 
+from groupcov.stats import pack_suffstats, scatter_root
+
 __all__ = [
     "MvNormalSuffStats",
     "masked_suffstat_logp",
@@ -32,31 +34,6 @@ __all__ = [
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def scatter_root(scatter: np.ndarray) -> np.ndarray:
-    """A square root ``R`` with ``R^T R = scatter``, batched; robust to singular input.
-
-    Uses the symmetric eigendecomposition; negative round-off eigenvalues are set to 0.
-
-    Examples
-    --------
-    >>> s = np.array([[2.0, 1.0], [1.0, 2.0]])
-    >>> r = scatter_root(s)
-    >>> np.allclose(r.T @ r, s)
-    True
-    """
-    scatter = np.asarray(scatter, dtype=float)
-    sym = 0.5 * (scatter + np.swapaxes(scatter, -1, -2))
-    evals, evecs = np.linalg.eigh(sym)
-    return np.sqrt(np.clip(evals, 0.0, None))[..., :, None] * np.swapaxes(evecs, -1, -2)
-
-
-def pack_suffstats(mean: np.ndarray, scatter: np.ndarray) -> np.ndarray:
-    """Pack means ``(..., p)`` and scatters ``(..., p, p)`` into ``(..., p + 1, p)`` values."""
-    mean = np.asarray(mean, dtype=float)
-    return np.concatenate([mean[..., None, :], scatter_root(scatter)], axis=-2)
-
 
 UNROLL_MAX_P = 12
 

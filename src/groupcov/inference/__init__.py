@@ -119,10 +119,9 @@ def _code_fingerprint() -> str:
     """Versions and sources that determine a compiled program."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
+        from importlib.metadata import version
+
         import jax
-        import numpyro
-        import pymc
-        import pytensor
 
         root = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
@@ -130,8 +129,10 @@ def _code_fingerprint() -> str:
             for path in sorted((root / sub).glob("*.py")):
                 digest.update(path.name.encode())
                 digest.update(path.read_bytes())
-        for mod in (jax, numpyro, pymc, pytensor, np):
-            digest.update(f"{mod.__name__}={mod.__version__}".encode())
+        # versions from the installed metadata: importing PyMC here would cost what a
+        # saved program saves
+        for dist in ("jax", "jaxlib", "numpyro", "pymc", "pytensor", "numpy"):
+            digest.update(f"{dist}={version(dist)}".encode())
         digest.update(jax.default_backend().encode())
         _FINGERPRINT = digest.hexdigest()
     return _FINGERPRINT

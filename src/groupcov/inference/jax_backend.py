@@ -309,18 +309,28 @@ def load_program(path: str, chains: int) -> Program | None:
     return Program(meta["data_names"], meta["data_dtypes"], outputs, run)
 
 
+def chain_keys(seed: int, chains: int) -> np.ndarray:
+    """Independent raw PRNG keys ``(chains, 2)`` (uint32) from one seed.
+
+    Made with NumPy's ``SeedSequence``, not ``jax.random``: in a process that loads a
+    saved program that saves compiling (or loading) two small XLA programs.
+    """
+    state = np.random.SeedSequence(seed).generate_state(2 * chains, dtype=np.uint32)
+    return state.reshape(chains, 2)
+
+
 def run_program(program: Program, data: dict, settings: SamplerSettings) -> SamplerOutput:
     """Sample with a compiled program on the given data containers' values."""
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
     start = time.perf_counter()
+    # plain NumPy arrays: the mapped program moves them to its devices itself
     args = tuple(
-        jnp.asarray(np.asarray(data[n], dtype=t))
+        np.ascontiguousarray(data[n], dtype=t)
         for n, t in zip(program.data_names, program.data_dtypes, strict=True)
     )
-    keys = jax.random.split(jax.random.PRNGKey(settings.random_seed), settings.chains)
+    keys = chain_keys(settings.random_seed, settings.chains)
     values, diverging, num_steps, accept, energy, potential_energy = jax.block_until_ready(
         program.run(keys, args)
     )

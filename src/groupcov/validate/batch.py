@@ -19,7 +19,7 @@ import numpy as np
 
 from groupcov.inference.backends import initial_points
 from groupcov.inference.jax_backend import _jax_function, enable_compilation_cache
-from groupcov.model.build import model_data
+from groupcov.model.inputs import model_data
 from groupcov.stats import SufficientStats
 
 __all__ = ["BatchFit", "BatchSampler", "stats_from_rows"]

@@ -14,7 +14,7 @@ import pandas as pd
 import pymc as pm
 
 from groupcov.api import GroupCovModel
-from groupcov.model.build import POOLING
+from groupcov.model.inputs import POOLING
 from groupcov.validate.tables import markdown_table
 
 __all__ = ["compare_covariances", "fit_all", "load", "main", "prior_predictive"]
