@@ -166,27 +166,43 @@ def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgra
             **kwargs,
         )
 
-        def warm(state, _):
-            return sample_kernel(state), None
+        draws, thin, tune = settings.draws, settings.thin, settings.tune
 
-        def skipped(_, carry):
-            state, diverged, steps = carry
-            state = sample_kernel(state)
-            return state, diverged | state.diverging, steps + state.num_steps
-
-        def draw(state, _):
-            # thinning: divergences and leapfrog steps of skipped iterations still count
-            state, diverged, steps = jax.lax.fori_loop(
-                0, settings.thin - 1, skipped, (state, False, 0)
-            )
-            state = sample_kernel(state)
-            return state, (
-                constrained(state.z), diverged | state.diverging, steps + state.num_steps,
-                state.accept_prob, state.energy, state.potential_energy,
+        def row(state, diverged, steps):
+            return (
+                constrained(state.z), diverged, steps, state.accept_prob, state.energy,
+                state.potential_energy,
             )
 
-        state, _ = jax.lax.scan(warm, state, None, length=settings.tune)
-        _, trace = jax.lax.scan(draw, state, None, length=settings.draws)
+        trace = jax.tree_util.tree_map(
+            lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.result_type(v)),
+            row(state, state.diverging, state.num_steps),
+        )
+
+        def step(i, carry):
+            # One NUTS transition per iteration, warm-up and draws alike, so XLA compiles
+            # the kernel once. Every iteration writes row k of the trace, with the old
+            # content unless this draw is kept: O(one draw) per iteration, also when the
+            # chains are vectorized (where a conditional would copy the whole trace).
+            state, trace, diverged, steps = carry
+            state = sample_kernel(state)
+            j = i - tune
+            diverged = diverged | state.diverging
+            steps = steps + state.num_steps
+            keep = (j >= 0) & ((j + 1) % thin == 0)
+            k = jnp.clip(j // thin, 0, draws - 1)
+            trace = jax.tree_util.tree_map(
+                lambda buf, v: buf.at[k].set(jnp.where(keep, v, buf[k])),
+                trace,
+                row(state, diverged, steps),
+            )
+            # with thinning, divergences and leapfrog steps of skipped iterations count
+            # toward the next kept draw; warm-up iterations count toward none
+            reset = keep | (j < 0)
+            return state, trace, diverged & ~reset, jnp.where(reset, 0, steps)
+
+        carry = (state, trace, state.diverging & False, state.num_steps * 0)
+        _, trace, _, _ = jax.lax.fori_loop(0, tune + draws * thin, step, carry)
         return trace
 
     dims = model.named_vars_to_dims
