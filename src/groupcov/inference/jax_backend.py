@@ -168,41 +168,31 @@ def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgra
 
         draws, thin, tune = settings.draws, settings.thin, settings.tune
 
-        def row(state, diverged, steps):
-            return (
+        def transitions(state, n):
+            # n NUTS transitions in one loop, so XLA compiles the kernel once; the last
+            # `thin` of them count toward the kept draw (divergence anywhere, leapfrog
+            # steps summed), earlier ones (warm-up, in the first block) toward none
+            def body(carry):
+                k, state, diverged, steps = carry
+                state = sample_kernel(state)
+                counted = k >= n - thin
+                diverged = diverged | (counted & state.diverging)
+                steps = steps + jnp.where(counted, state.num_steps, 0)
+                return k + 1, state, diverged, steps
+
+            init = (0, state, state.diverging & False, state.num_steps * 0)
+            _, state, diverged, steps = jax.lax.while_loop(lambda c: c[0] < n, body, init)
+            return state, diverged, steps
+
+        def draw(state, index):
+            # the first block also runs the warm-up
+            state, diverged, steps = transitions(state, jnp.where(index == 0, tune + thin, thin))
+            return state, (
                 constrained(state.z), diverged, steps, state.accept_prob, state.energy,
                 state.potential_energy,
             )
 
-        trace = jax.tree_util.tree_map(
-            lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.result_type(v)),
-            row(state, state.diverging, state.num_steps),
-        )
-
-        def step(i, carry):
-            # One NUTS transition per iteration, warm-up and draws alike, so XLA compiles
-            # the kernel once. Every iteration writes row k of the trace, with the old
-            # content unless this draw is kept: O(one draw) per iteration, also when the
-            # chains are vectorized (where a conditional would copy the whole trace).
-            state, trace, diverged, steps = carry
-            state = sample_kernel(state)
-            j = i - tune
-            diverged = diverged | state.diverging
-            steps = steps + state.num_steps
-            keep = (j >= 0) & ((j + 1) % thin == 0)
-            k = jnp.clip(j // thin, 0, draws - 1)
-            trace = jax.tree_util.tree_map(
-                lambda buf, v: buf.at[k].set(jnp.where(keep, v, buf[k])),
-                trace,
-                row(state, diverged, steps),
-            )
-            # with thinning, divergences and leapfrog steps of skipped iterations count
-            # toward the next kept draw; warm-up iterations count toward none
-            reset = keep | (j < 0)
-            return state, trace, diverged & ~reset, jnp.where(reset, 0, steps)
-
-        carry = (state, trace, state.diverging & False, state.num_steps * 0)
-        _, trace, _, _ = jax.lax.fori_loop(0, tune + draws * thin, step, carry)
+        _, trace = jax.lax.scan(draw, state, jnp.arange(draws))
         return trace
 
     dims = model.named_vars_to_dims
