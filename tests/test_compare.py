@@ -42,6 +42,7 @@ def rows(n, p=2, seed=1):
 
 # the fake draws are not a posterior of these rows: large Pareto k are expected
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter")
+@pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.sort_values")
 def test_chunked_row_loo_equals_arviz_on_the_full_array():
     res = fake_result()
     data = rows(300)

@@ -233,5 +233,8 @@ def compare(
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Estimated shape parameter")
                 elpd[name] = az.loo(fit.idata, var_name="obs", pointwise=True)
-    table = az.compare(elpd, ic="loo", method=method, scale="log")
+    with warnings.catch_warnings():
+        # ArviZ 0.23 sorts with pandas' deprecated inplace=True; not the user's concern
+        warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.sort_values")
+        table = az.compare(elpd, ic="loo", method=method, scale="log")
     return (table, fits) if return_fits else table
