@@ -52,6 +52,7 @@ __all__ = [
     "DataSet",
     "PhaseTimer",
     "RssMonitor",
+    "Variant",
     "VariantResult",
     "add_common_arguments",
     "after_import",
@@ -73,6 +74,16 @@ __all__ = [
     "worker_env",
     "write_worker_result",
 ]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model + sampler combination."""
+
+    name: str
+    model: str  # "loop" or "groupcov"
+    sampler: str | None  # None: groupcov's default sampler
+    label: str
 
 # Environment variable a worker reads to learn the wall-clock time (``time.time()``)
 # at which the parent started it; used to estimate interpreter start-up time.

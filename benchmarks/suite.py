@@ -60,6 +60,7 @@ from _harness import (
     CompileEvents,
     PhaseTimer,
     RssMonitor,
+    Variant,
     VariantResult,
     after_import,
     contention_notes,
@@ -76,17 +77,6 @@ from _harness import (
     write_worker_result,
 )
 from _sizes import SIZES, Size, write_huge_parquet
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model + sampler combination."""
-
-    name: str
-    model: str  # "loop" or "groupcov"
-    sampler: str | None  # None: groupcov's default sampler
-    label: str
-
 
 VARIANTS: dict[str, Variant] = {
     v.name: v

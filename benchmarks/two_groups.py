@@ -26,7 +26,6 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
     PhaseTimer,
+    Variant,
     VariantResult,
     add_common_arguments,
     contention_notes,
@@ -50,17 +50,6 @@ from _harness import (
     worker_env,
     write_worker_result,
 )
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model + sampler combination."""
-
-    name: str
-    model: str  # "loop" or "groupcov"
-    sampler: str | None  # None: groupcov's default
-    label: str
-
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
