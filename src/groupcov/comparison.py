@@ -27,6 +27,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from groupcov.classify import iter_row_log_likelihood, rows_from_data
+from groupcov.model.inputs import POOLING
 
 if TYPE_CHECKING:
     from groupcov.result import GroupCovResult
@@ -39,7 +40,6 @@ DEFAULT_CANDIDATES = (
     ("pooled", "pooled"),
     ("unpooled", "unpooled"),
 )
-_POOLING = ("pooled", "unpooled", "hierarchical")
 #: Default bound on the temporaries of one chunk of rows in :func:`loo_rows` (bytes).
 LOO_MAX_BYTES = 256 * 2**20
 # PSIS holds about this many (rows, draws) float64 arrays at once (measured)
@@ -157,8 +157,8 @@ def _candidates(candidates) -> list[tuple[str, str]]:
             )
         means, cov = cand
         for arg, value in (("means", means), ("covariance", cov)):
-            if value not in _POOLING:
-                raise ValueError(f"candidate {cand!r}: {arg} must be one of {_POOLING}")
+            if value not in POOLING:
+                raise ValueError(f"candidate {cand!r}: {arg} must be one of {POOLING}")
         out.append((means, cov))
     if len(set(out)) != len(out) or len(out) < 2:
         raise ValueError(f"give at least two distinct candidates, got {out}")

@@ -25,8 +25,6 @@ __all__ = [
     "pair_labels",
 ]
 
-
-
 POOLING = ("pooled", "unpooled", "hierarchical")
 PARAMETERIZATIONS = ("auto", "centered", "noncentered")
 Pooling = Literal["pooled", "unpooled", "hierarchical"]
