@@ -7,6 +7,7 @@ the only compilation is XLA's (on the GPU when JAX sees one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -226,10 +227,9 @@ def compile_program(
     mapping = chain_mapping(chains)
     run = _map_chains(program.chain, chains, mapping)
     if export_to is not None and example_data is not None:
-        try:
+        # an optional cache must never break sampling: on failure keep the plain program
+        with contextlib.suppress(Exception):
             run = _export(program, chains, mapping, export_to, example_data)
-        except Exception:  # an optional cache must never break sampling
-            run = _map_chains(program.chain, chains, mapping)
     return Program(program.data_names, program.data_dtypes, program.outputs, run)
 
 
