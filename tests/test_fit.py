@@ -94,7 +94,9 @@ def test_pooling_modes_fit(means, covariance):
     sim = simulate_groups(3, [8, 30, 100], 3, seed=4)
     m = groupcov.GroupCovModel(sim.data, features=sim.features, means=means,
                                covariance=covariance)
-    res = m.fit(draws=300, tune=300, random_seed=1, progressbar=False)
+    # 4 x 300 draws: split R-hat of ~40 quantities fluctuates up to ~1.015 in a sampler
+    # that mixes well (the same model at 4 x 3000 draws: 1.002)
+    res = m.fit(draws=600, tune=300, random_seed=1, progressbar=False)
     d = res.diagnostics()
     assert d.max_r_hat < 1.02 and d.divergences == 0
     cov = res.idata.posterior["cov"]

@@ -110,7 +110,7 @@ def test_missing_values_recovery_and_wider_intervals():
         part = groupcov.GroupCovModel(holey, group="group", features=sim.features)
     widths = []
     for model in (full, part):
-        res = model.fit(draws=600, tune=600, random_seed=5, progressbar=False)
+        res = model.fit(draws=1000, tune=600, random_seed=5, progressbar=False)
         hdi = az.hdi(res.idata.posterior[["mu", "cov"]], hdi_prob=0.94)
         for g in ("A", "B"):
             low, high = hdi["mu"].sel(group=g).values.T

@@ -176,7 +176,7 @@ def test_model_coords_follow_data_labels():
 @pytest.mark.parametrize(
     ("parameterization", "expected"),
     [
-        ("auto", {"mu_z_pop_xi", "mu_z_eps", "log_sd_z_eps", "cpc_z_eps"}),
+        ("auto", {"mu_z_pop_xi", "mu_z_eps", "log_sd_z_pop_xi", "cpc_z_pop_xi", "cov_z_eps"}),
         ("centered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw"}),
         ("noncentered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw"}),
     ],
@@ -191,9 +191,9 @@ def test_parameterizations_build(sim, parameterization, expected):
 @pytest.mark.parametrize(
     ("means", "covariance", "present", "absent"),
     [
-        ("pooled", "pooled", {"mu_pop_z", "chol_pop_z"}, {"mu_tau_z", "sd_tau"}),
-        ("unpooled", "unpooled", {"mu_z", "chol_z"}, {"mu_tau_z", "sd_tau"}),
-        ("hierarchical", "pooled", {"mu_tau_z", "chol_pop_z"}, {"sd_tau", "corr_tau"}),
+        ("pooled", "pooled", {"mu_pop_z", "chol_pop_z_eps"}, {"mu_tau_z", "sd_tau"}),
+        ("unpooled", "unpooled", {"mu_z_eps", "chol_z_eps"}, {"mu_tau_z", "sd_tau"}),
+        ("hierarchical", "pooled", {"mu_tau_z", "chol_pop_z_eps"}, {"sd_tau", "corr_tau"}),
         ("pooled", "hierarchical", {"mu_pop_z", "sd_tau", "corr_tau"}, {"mu_tau_z"}),
     ],
 )

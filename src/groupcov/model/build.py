@@ -10,7 +10,10 @@ Hierarchical modes use a partially centered parameterization
 sees ``raw ~ N(w * loc, scale**w)`` and ``theta = loc + scale**(1 - w) * (raw - w * loc)``.
 ``w = 1`` is the centered form (best for groups with much data), ``w = 0`` the
 non-centered one (best for groups with little data). The model is the same for any
-``w``; only the geometry the sampler sees changes.
+``w``; only the geometry the sampler sees changes. The default (``"auto"``) sets ``w``
+per group and coordinate from the group's own data and also takes out the correlation
+between a group's parameters (:mod:`groupcov.distributions.whitening`); unpooled and
+pooled parameters are whitened the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from groupcov.distributions.lkj import (
     cpc_beta_parameter,
 )
 from groupcov.distributions.mvnormal import MvNormalSuffStats, masked_suffstat_logp
+from groupcov.distributions.whitening import whitened_lkj_cov, whitened_normal
 from groupcov.model.inputs import (
     CELL,
+    COV_PARAM,
     DATA_DIMS,
     FEATURE,
     FEATURE_,
@@ -79,33 +84,6 @@ def _fixed_centering(name, loc, scale, weight: float, dims):
     return loc + pt.exp((1.0 - weight) * log_scale) * (raw - weight * loc)
 
 
-def _data_centered(name, loc, scale, estimate, log_variance, dims):
-    """``theta ~ N(loc, scale)``, sampled as a standardized posterior residual.
-
-    With the group's own estimate ``estimate`` of ``theta`` and the log of its sampling
-    variance ``log_variance`` (huge where the group has no information), the Gaussian
-    approximation of the conditional posterior of ``theta`` is ``N(m, s)`` with
-    ``w = scale**2 / (scale**2 + variance)``, ``m = w * estimate + (1 - w) * loc`` and
-    ``s = scale * sqrt(1 - w)``. The sampler sees ``eps = (theta - m) / s``, whose
-    prior is ``N(w * (loc - estimate) / s, 1 / sqrt(1 - w))``: its posterior is close
-    to standard normal whatever the between-group spread, so neither the funnel of the
-    centered form nor the ridge of the non-centered form appears. Groups without
-    information get exactly the non-centered form (``w == 0`` to double precision).
-    """
-    log_scale = pt.log(scale)
-    # log(1 - w) = log v - log(scale^2 + v)
-    log_1mw = log_variance - pt.logaddexp(2.0 * log_scale, log_variance)
-    w = -pt.expm1(log_1mw)
-    log_s = log_scale + 0.5 * log_1mw
-    eps = pm.Normal(
-        f"{name}_eps",
-        mu=w * (loc - estimate) * pt.exp(-log_s),
-        sigma=pt.exp(-0.5 * log_1mw),
-        dims=dims,
-    )
-    return w * estimate + (1.0 - w) * loc + pt.exp(log_s) * eps
-
-
 class LocPrior(NamedTuple):
     """Prior of a population location, for the data-informed parameterization.
 
@@ -146,15 +124,38 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
     return LocPrior(make, plain, 2.0 / special.polygamma(1, b))
 
 
+def population_loc(name, loc_prior: LocPrior, tau, estimate, log_variance, dims):
+    """Population location ``loc`` of ``theta_g ~ N(loc, tau)``, data-informed.
+
+    Sampled as ``m + s * xi`` with ``m`` and ``s`` the mean and sd of the Gaussian
+    approximation of its conditional posterior given ``tau`` (each group's estimate
+    weighted by ``1 / (v_g + tau^2)``); the prior is unchanged.
+    """
+    precision = 1.0 / (pt.exp(log_variance) + tau**2)
+    total = loc_prior.precision + pt.sum(precision, axis=0)
+    shift = pt.sum(precision * estimate, axis=0) / total
+    scale = 1.0 / pt.sqrt(total)
+    return shift + scale * loc_prior.make(f"{name}_pop_xi", shift, scale, dims)
+
+
+def _whitened(name, loc, tau, data, dims):
+    """``theta_g ~ N(loc, tau)`` in the coordinates of the containers ``{name}_estimate``,
+    ``{name}_log_variance`` and ``{name}_whiten`` (:func:`whitened_normal`)."""
+    return whitened_normal(
+        name, loc, tau, data[f"{name}_estimate"], data[f"{name}_log_variance"],
+        data[f"{name}_whiten"], dims,
+    )
+
+
 def hierarchical_normal(name, loc_prior: LocPrior, tau, dims, param, data):
     """Population location ``loc`` and group values ``theta_g ~ N(loc, tau)``.
 
     ``param="auto"`` samples both through their Gaussian conditional posteriors given
-    ``tau``, from each group's own estimate and its sampling variance (the data
-    containers ``{name}_estimate`` and ``{name}_log_variance``): ``loc`` as
-    ``m + s * xi`` and each ``theta_g`` via :func:`_data_centered`. The prior is
+    ``tau``, from each group's own estimates, their sampling variances and their
+    correlation (:func:`population_loc`, :func:`whitened_normal`). The prior is
     unchanged; the sampler sees coordinates that are close to independent standard
     normals whether the groups are small or large, alike or different.
+    ``"centered"`` and ``"noncentered"`` are the two fixed forms.
 
     Returns
     -------
@@ -165,14 +166,10 @@ def hierarchical_normal(name, loc_prior: LocPrior, tau, dims, param, data):
         loc = loc_prior.plain(f"{name}_pop", loc_dims)
         weight = 1.0 if param == "centered" else 0.0
         return loc, _fixed_centering(name, loc, tau, weight, dims)
-    est, log_v = data[f"{name}_estimate"], data[f"{name}_log_variance"]
-    precision = 1.0 / (pt.exp(log_v) + tau**2)
-    total = loc_prior.precision + pt.sum(precision, axis=0)
-    shift = pt.sum(precision * est, axis=0) / total
-    scale = 1.0 / pt.sqrt(total)
-    xi = loc_prior.make(f"{name}_pop_xi", shift, scale, loc_dims)
-    loc = shift + scale * xi
-    return loc, _data_centered(name, loc, tau, est, log_v, dims)
+    loc = population_loc(
+        name, loc_prior, tau, data[f"{name}_estimate"], data[f"{name}_log_variance"], loc_dims
+    )
+    return loc, _whitened(name, loc, tau, data, dims)
 
 
 # --- means --------------------------------------------------------------------------------
@@ -184,6 +181,9 @@ def _means_pooled(stats, priors, data, param):
 
 
 def _means_unpooled(stats, priors, data, param):
+    if param == "auto":
+        mu_sigma = data["mu_sigma"]
+        return _whitened("mu_z", pt.zeros_like(mu_sigma), mu_sigma, data, (GROUP, FEATURE)), {}
     return pm.Normal("mu_z", 0.0, data["mu_sigma"], dims=(GROUP, FEATURE)), {}
 
 
@@ -206,39 +206,69 @@ def _sd_dist(priors, shape):
 
 def _cov_pooled(stats, priors, data, param):
     p = stats.n_features
-    chol = LKJCholeskyCov(
-        "chol_pop_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (p,)),
-        compute_corr=False, dims=(FEATURE, FEATURE_),
-    )
+    if param == "auto":
+        chol = whitened_lkj_cov(
+            "chol_pop_z", p, priors.eta, priors.log_sd_sigma, data["chol_pop_z_center"],
+            data["chol_pop_z_whiten"], (COV_PARAM,),
+        )
+    else:
+        chol = LKJCholeskyCov(
+            "chol_pop_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (p,)),
+            compute_corr=False, dims=(FEATURE, FEATURE_),
+        )
     return pt.broadcast_to(chol, (stats.n_groups, p, p)), {}
 
 
 def _cov_unpooled(stats, priors, data, param):
     p = stats.n_features
-    chol = LKJCholeskyCov(
-        "chol_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (stats.n_groups, p)),
-        compute_corr=False, dims=(GROUP, FEATURE, FEATURE_),
-    )
+    if param == "auto":
+        chol = whitened_lkj_cov(
+            "chol_z", p, priors.eta, priors.log_sd_sigma, data["chol_z_center"],
+            data["chol_z_whiten"], (GROUP, COV_PARAM),
+        )
+    else:
+        chol = LKJCholeskyCov(
+            "chol_z", n=p, eta=priors.eta, sd_dist=_sd_dist(priors, (stats.n_groups, p)),
+            compute_corr=False, dims=(GROUP, FEATURE, FEATURE_),
+        )
     return chol, {}
 
 
 def _cov_hierarchical(stats, priors, data, param):
     g, p = stats.n_groups, stats.n_features
     sd_tau = pm.HalfNormal("sd_tau", priors.sd_tau_sigma, dims=FEATURE)
-    log_sd_pop, log_sd = hierarchical_normal(
-        "log_sd_z", normal_loc(np.full(p, priors.log_sd_sigma)), sd_tau, (GROUP, FEATURE),
-        param, data,
-    )
-    hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
-    if p > 1:
-        b = cpc_beta_parameter(priors.eta, p)
-        corr_tau = pm.HalfNormal("corr_tau", priors.corr_tau_sigma)
-        atanh_pop, atanh_cpc = hierarchical_normal(
-            "cpc_z", atanh_beta_loc(b), corr_tau, (GROUP, PAIR), param, data
+    sd_loc = normal_loc(np.full(p, priors.log_sd_sigma))
+    b = cpc_beta_parameter(priors.eta, p)
+    corr_tau = pm.HalfNormal("corr_tau", priors.corr_tau_sigma) if p > 1 else None
+    if param != "auto":
+        log_sd_pop, log_sd = hierarchical_normal(
+            "log_sd_z", sd_loc, sd_tau, (GROUP, FEATURE), param, data
         )
-        hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
+        hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
+        if p > 1:
+            atanh_pop, atanh_cpc = hierarchical_normal(
+                "cpc_z", atanh_beta_loc(b), corr_tau, (GROUP, PAIR), param, data
+            )
+            hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
+        else:
+            atanh_cpc = pt.zeros((g, 0))
     else:
-        atanh_cpc = pt.zeros((g, 0))
+        # log sds and atanh CPCs of a group in one vector, whitened together
+        est, log_v = data["cov_z_estimate"], data["cov_z_log_variance"]
+        log_sd_pop = population_loc(
+            "log_sd_z", sd_loc, sd_tau, est[:, :p], log_v[:, :p], (FEATURE,)
+        )
+        hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
+        loc, tau = log_sd_pop, sd_tau
+        if p > 1:
+            atanh_pop = population_loc(
+                "cpc_z", atanh_beta_loc(b), corr_tau, est[:, p:], log_v[:, p:], (PAIR,)
+            )
+            hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
+            loc = pt.concatenate([log_sd_pop, atanh_pop])
+            tau = pt.concatenate([sd_tau, pt.repeat(corr_tau[None], len(b))])
+        theta = _whitened("cov_z", loc, tau, data, (GROUP, COV_PARAM))
+        log_sd, atanh_cpc = theta[:, :p], theta[:, p:]
     corr_chol = corr_cholesky_from_unconstrained(atanh_cpc, p)
     return pt.exp(log_sd)[..., :, None] * corr_chol, hyper
 

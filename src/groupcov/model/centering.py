@@ -15,6 +15,13 @@ and large-sample theory:
 Means and standard deviations use every observed value of a feature (``n_gj`` of them,
 rows with missing features included); correlations use the complete rows. Where a group
 has too few rows for an estimate, ``v_g = inf`` (non-centered form).
+
+Within a group these estimates are correlated (the means through the correlations of
+the data; log standard deviations and CPCs through each other), which a diagonal mass
+matrix cannot undo. :func:`whitening_factors` gives, per group, the Cholesky factor of
+the correlation matrix of their large-sample distribution (for the covariance
+coordinates from the Fisher information, computed exactly by complex-step
+differentiation), so the model can sample whitened coordinates.
 """
 
 from __future__ import annotations
@@ -23,12 +30,33 @@ import numpy as np
 
 from groupcov.stats import SufficientStats
 
-__all__ = ["cpc_from_corr", "group_estimates"]
+__all__ = [
+    "corr_cholesky_from_cpc",
+    "covariance_information",
+    "cpc_beta",
+    "cpc_from_corr",
+    "group_estimates",
+    "whitening_factors",
+]
 
 
 def _positive_inverse(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), np.inf)
+
+
+def cpc_beta(eta: float, p: int) -> np.ndarray:
+    """Beta(b, b) parameter of each CPC under LKJ(eta): ``b = eta + (p - 2 - j) / 2``.
+
+    ``j`` is the CPC's column (CPCs ordered column by column).
+
+    Examples
+    --------
+    >>> cpc_beta(2.0, 3).tolist()
+    [2.5, 2.5, 2.0]
+    """
+    upper_r, _ = np.triu_indices(p, 1)
+    return float(eta) + (p - 2 - upper_r) / 2.0
 
 
 def cpc_from_corr(corr: np.ndarray) -> np.ndarray:
@@ -112,3 +140,125 @@ def group_estimates(z: SufficientStats) -> dict:
     atanh_cpc = np.where(ok, np.arctanh(np.where(ok, cpc, 0.0)), 0.0)
     v_corr = np.where(ok, _positive_inverse(n[:, None] - 3.0 - upper_r[None, :]), np.inf)
     return {"mu": (mean, v_mu), "sd": (log_sd, v_sd), "corr": (atanh_cpc, v_corr)}
+
+
+def corr_cholesky_from_cpc(cpc: np.ndarray, p: int) -> np.ndarray:
+    """Correlation Cholesky factors ``(..., p, p)`` from CPCs ``(..., K)``, vectorized.
+
+    CPCs are ordered column by column like :func:`cpc_from_corr`; complex input is
+    allowed (the map is analytic), which :func:`covariance_information` uses.
+
+    Examples
+    --------
+    >>> c = corr_cholesky_from_cpc(np.array([0.5, 0.2, -0.3]), 3)
+    >>> np.round(cpc_from_corr(c @ c.T), 12).tolist()
+    [0.5, 0.2, -0.3]
+    """
+    cpc = np.asarray(cpc)
+    batch = cpc.shape[:-1]
+    dtype = np.result_type(cpc.dtype, float)
+    z = np.zeros((*batch, p, p), dtype=dtype)
+    upper_r, upper_c = np.triu_indices(p, 1)
+    z[..., upper_c, upper_r] = cpc
+    chol = np.zeros((*batch, p, p), dtype=dtype)
+    remaining = np.ones((*batch, p), dtype=dtype)
+    for j in range(p):
+        chol[..., j, j] = np.sqrt(remaining[..., j])
+        below = slice(j + 1, p)
+        chol[..., below, j] = z[..., below, j] * np.sqrt(remaining[..., below])
+        remaining[..., below] = remaining[..., below] - chol[..., below, j] ** 2
+    return chol
+
+
+def _covariance(theta: np.ndarray, p: int) -> np.ndarray:
+    """Covariance matrices from ``theta = (log sd (p), atanh CPC (K))``."""
+    chol = np.exp(theta[..., :p])[..., :, None] * corr_cholesky_from_cpc(np.tanh(theta[..., p:]), p)
+    return chol @ np.swapaxes(chol, -1, -2)
+
+
+def covariance_information(theta: np.ndarray, p: int) -> np.ndarray:
+    """Fisher information of one observation for ``theta = (log sd, atanh CPC)``.
+
+    ``I_ab = tr(S^-1 dS/da S^-1 dS/db) / 2`` for a multivariate normal with covariance
+    ``S(theta)``; the derivatives are complex-step derivatives (exact to rounding).
+
+    Parameters
+    ----------
+    theta : ndarray, shape (G, p + K)
+    p : int
+
+    Returns
+    -------
+    ndarray, shape (G, p + K, p + K)
+
+    Examples
+    --------
+    A bivariate normal with correlation 0.5: ``I(log s1, log s1) = (2 - r^2) / (1 - r^2)``.
+
+    >>> info = covariance_information(np.array([[0.0, 0.0, np.arctanh(0.5)]]), 2)
+    >>> round(float(info[0, 0, 0]), 12) == round(1.75 / 0.75, 12)
+    True
+    """
+    theta = np.asarray(theta, dtype=float)
+    d = theta.shape[-1]
+    step = 1e-20
+    shifted = theta[:, None, :] + 1j * step * np.eye(d)
+    d_sigma = _covariance(shifted, p).imag / step  # (G, d, p, p)
+    sigma = _covariance(theta, p)
+    m = np.linalg.solve(sigma[:, None], d_sigma)
+    return 0.5 * np.einsum("gaij,gbji->gab", m, m)
+
+
+def _correlation_cholesky(cov: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Cholesky factors of the correlation matrices of ``cov``; identity where unusable."""
+    d = cov.shape[-1]
+    eye = np.broadcast_to(np.eye(d), cov.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (sd[..., :, None] * sd[..., None, :])
+    ok = usable & np.all(np.isfinite(corr), axis=(-2, -1))
+    corr = np.where(ok[:, None, None], corr, eye)
+    ok[ok] = np.linalg.eigvalsh(corr[ok]).min(axis=-1) > 1e-10
+    return np.linalg.cholesky(np.where(ok[:, None, None], corr, eye))
+
+
+def whitening_factors(z: SufficientStats, est: dict | None = None) -> dict:
+    """Per group, the correlation structure of its own parameter estimates.
+
+    Parameters
+    ----------
+    z : SufficientStats
+        Standardized statistics.
+    est : dict, optional
+        :func:`group_estimates` of ``z`` (computed when not given).
+
+    Returns
+    -------
+    dict
+        ``"mu"``: ``(G, p, p)`` Cholesky factors of the groups' sample correlation
+        matrices (the correlation of the estimated means); ``"cov"``: ``(G, d, d)``,
+        ``d = p + K``, Cholesky factors of the correlation matrices of the inverse
+        Fisher information of ``(log sd, atanh CPC)`` at each group's estimate.
+        Identity where a group has too few rows to tell.
+
+    Examples
+    --------
+    >>> st = SufficientStats(("a",), ("x", "y"), np.array([101]), np.zeros((1, 2)),
+    ...                      100.0 * np.array([[[1.0, 0.5], [0.5, 1.0]]]))
+    >>> w = whitening_factors(st)
+    >>> np.round(w["mu"][0] @ w["mu"][0].T, 12)[0, 1].tolist()
+    0.5
+    """
+    est = group_estimates(z) if est is None else est
+    p = z.n_features
+    # the sample correlation matrix (zero-variance features or singular scatter: identity)
+    mu_factor = _correlation_cholesky(z.scatter, np.all(np.isfinite(est["mu"][1]), axis=-1))
+    theta = np.concatenate([est["sd"][0], est["corr"][0]], axis=-1)
+    variance = np.concatenate([est["sd"][1], est["corr"][1]], axis=-1)
+    cov_ok = np.all(np.isfinite(variance), axis=-1)
+    d = theta.shape[-1]
+    cov_inverse = np.broadcast_to(np.eye(d), (z.n_groups, d, d)).copy()
+    if cov_ok.any():
+        info = covariance_information(theta[cov_ok], p)
+        cov_inverse[cov_ok] = np.linalg.inv(info)
+    return {"mu": mu_factor, "cov": _correlation_cholesky(cov_inverse, cov_ok)}

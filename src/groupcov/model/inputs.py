@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from groupcov.model.centering import group_estimates
+from groupcov.model.centering import cpc_beta, group_estimates, whitening_factors
 from groupcov.model.priors import Priors
 from groupcov.stats import Standardization, SufficientStats, pack_suffstats
 
@@ -31,6 +31,8 @@ Pooling = Literal["pooled", "unpooled", "hierarchical"]
 
 GROUP, FEATURE, FEATURE_, PAIR, STAT = "group", "feature", "feature_", "pair", "stat"
 CELL = "cell"
+#: Unconstrained covariance coordinates of a group: log sds, then atanh of the CPCs.
+COV_PARAM, COV_PARAM_ = "cov_param", "cov_param_"
 _NO_INFORMATION = 1e100
 
 
@@ -52,7 +54,14 @@ def coords_for(stats: SufficientStats) -> dict:
     }
     if len(features) > 1:
         coords[PAIR] = pair_labels(features)
+    coords[COV_PARAM] = coords[COV_PARAM_] = cov_param_labels(features)
     return coords
+
+
+def cov_param_labels(features) -> list[str]:
+    """Labels of a group's unconstrained covariance coordinates."""
+    return [*(f"log_sd[{f}]" for f in features),
+            *(f"atanh_cpc[{pair}]" for pair in pair_labels(features))]
 
 
 # --- data containers ----------------------------------------------------------------------
@@ -70,6 +79,14 @@ DATA_DIMS = {
     "cell_suffstats": (CELL, STAT, FEATURE),
     "mu_z_estimate": (GROUP, FEATURE),
     "mu_z_log_variance": (GROUP, FEATURE),
+    "mu_z_whiten": (GROUP, FEATURE, FEATURE_),
+    "cov_z_estimate": (GROUP, COV_PARAM),
+    "cov_z_log_variance": (GROUP, COV_PARAM),
+    "cov_z_whiten": (GROUP, COV_PARAM, COV_PARAM_),
+    "chol_z_center": (GROUP, COV_PARAM),
+    "chol_z_whiten": (GROUP, COV_PARAM, COV_PARAM_),
+    "chol_pop_z_center": (COV_PARAM,),
+    "chol_pop_z_whiten": (COV_PARAM, COV_PARAM_),
     "log_sd_z_estimate": (GROUP, FEATURE),
     "log_sd_z_log_variance": (GROUP, FEATURE),
     "cpc_z_estimate": (GROUP, PAIR),
@@ -127,21 +144,87 @@ def model_data(
             cell_suffstats=pack_suffstats(cells.mean, cells.scatter),
         )
     if parameterization == "auto":
-        est = group_estimates(z)
-        hierarchical = []
-        if means == "hierarchical":
-            hierarchical.append(("mu_z", "mu"))
-        if covariance == "hierarchical":
-            hierarchical.append(("log_sd_z", "sd"))
-            if p > 1:
-                hierarchical.append(("cpc_z", "corr"))
-        for name, key in hierarchical:
-            estimate, variance = est[key]
-            informed = np.isfinite(variance)
-            values[f"{name}_estimate"] = np.where(informed, estimate, 0.0)
-            values[f"{name}_log_variance"] = np.log(np.where(informed, variance, _NO_INFORMATION))
+        values.update(_whitening_data(z, means, covariance, priors))
     return {k: np.asarray(v, dtype="float64") if k != "cell_group" else v
             for k, v in values.items()}, std
+
+
+def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Priors) -> dict:
+    """Containers of the whitened parameterization (``distributions/whitening.py``).
+
+    Hierarchical and unpooled means and hierarchical covariances: each group's
+    estimates, the log of their sampling variances (huge where a group has no
+    information) and the Cholesky factor of their correlation. Unpooled and pooled
+    covariances: a fixed centre and lower-triangular factor per matrix, from the
+    Gaussian approximation of the posterior (the estimates' precision plus the
+    prior's curvature at its mode).
+    """
+    est = group_estimates(z)
+    factors = whitening_factors(z, est)
+    out = {}
+    if means in ("unpooled", "hierarchical"):
+        estimate, variance = est["mu"]
+        out.update(_centred("mu_z", estimate, variance), mu_z_whiten=factors["mu"])
+    estimate = np.concatenate([est["sd"][0], est["corr"][0]], axis=-1)
+    variance = np.concatenate([est["sd"][1], est["corr"][1]], axis=-1)
+    if covariance == "hierarchical":
+        out.update(_centred("cov_z", estimate, variance), cov_z_whiten=factors["cov"])
+    elif covariance == "unpooled":
+        prior = _cov_prior_precision(z.n_features, priors)
+        centre, factor = _gaussian_posterior(estimate, variance, factors["cov"], prior)
+        out.update(chol_z_center=centre, chol_z_whiten=factor)
+    else:
+        # one matrix: the groups' scatter about their own means, n - G + 1 rows
+        dof = float(z.n.sum() - np.count_nonzero(z.n))
+        pooled = SufficientStats(
+            ("pooled",), z.features, np.array([int(dof) + 1]), np.zeros((1, z.n_features)),
+            z.scatter.sum(axis=0)[None],
+        )
+        pooled_est = group_estimates(pooled)
+        estimate = np.concatenate([pooled_est["sd"][0], pooled_est["corr"][0]], axis=-1)
+        variance = np.concatenate([pooled_est["sd"][1], pooled_est["corr"][1]], axis=-1)
+        prior = _cov_prior_precision(z.n_features, priors)
+        factor = whitening_factors(pooled, pooled_est)["cov"]
+        centre, factor = _gaussian_posterior(estimate, variance, factor, prior)
+        out.update(chol_pop_z_center=centre[0], chol_pop_z_whiten=factor[0])
+    return out
+
+
+def _centred(name: str, estimate: np.ndarray, variance: np.ndarray) -> dict:
+    informed = np.isfinite(variance)
+    return {
+        f"{name}_estimate": np.where(informed, estimate, 0.0),
+        f"{name}_log_variance": np.log(np.where(informed, variance, _NO_INFORMATION)),
+    }
+
+
+def _cov_prior_precision(p: int, priors: Priors) -> np.ndarray:
+    """Curvature at the mode of the LKJ-LogNormal prior in ``(log sd, atanh CPC)``.
+
+    Log sds are ``N(0, log_sd_sigma)``; ``atanh`` of a CPC with density Beta(b, b) on
+    (-1, 1) has density proportional to ``cosh(w)^(-2 b)``, curvature ``2 b`` at 0.
+    """
+    return np.concatenate([np.full(p, priors.log_sd_sigma**-2.0), 2.0 * cpc_beta(priors.eta, p)])
+
+
+def _gaussian_posterior(estimate, variance, corr_factor, prior_precision):
+    """Mean and lower Cholesky factor of ``N(estimate, V) x N(0, diag(1 / prior))``.
+
+    ``V = D^1/2 R R^T D^1/2`` with ``D = variance`` (infinite: no information) and
+    ``R = corr_factor``.
+    """
+    d = estimate.shape[-1]
+    with np.errstate(divide="ignore"):
+        inv_sd = np.where(np.isfinite(variance), 1.0 / np.sqrt(variance), 0.0)
+    # A = R^-1 D^-1/2, so V^-1 = A^T A (rows of an uninformed coordinate vanish)
+    a = np.linalg.solve(corr_factor, np.eye(d) * inv_sd[..., None, :])
+    precision = np.swapaxes(a, -1, -2) @ a + np.eye(d) * prior_precision
+    covariance = np.linalg.inv(precision)
+    covariance = 0.5 * (covariance + np.swapaxes(covariance, -1, -2))
+    data_precision_times_est = np.einsum("...ji,...jk,...k->...i", a, a, np.where(
+        np.isfinite(variance), estimate, 0.0))
+    centre = np.einsum("...ij,...j->...i", covariance, data_precision_times_est)
+    return centre, np.linalg.cholesky(covariance)
 
 
 def _fixed(std: Standardization, stats: SufficientStats) -> Standardization:

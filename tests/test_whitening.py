@@ -1,0 +1,182 @@
+"""Whitened group parameters: exact densities against independent oracles, prior draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import pytest
+from scipy import stats
+
+from groupcov.distributions.lkj import LKJCholeskyCov
+from groupcov.distributions.whitening import whitened_lkj_cov, whitened_normal
+from groupcov.model.centering import (
+    corr_cholesky_from_cpc,
+    covariance_information,
+    cpc_from_corr,
+    whitening_factors,
+)
+from groupcov.stats import SufficientStats
+
+
+def _random_factor(rng, g, d):
+    """Cholesky factors of random correlation matrices (positive diagonal)."""
+    a = rng.normal(size=(g, d, d + 2))
+    cov = a @ np.swapaxes(a, -1, -2)
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    return np.linalg.cholesky(cov / (sd[..., :, None] * sd[..., None, :]))
+
+
+def _numeric_log_jac(fn, eps, step=1e-6):
+    """log |det d fn / d eps| of a map R^d -> R^d by central differences."""
+    d = eps.size
+    jac = np.empty((d, d))
+    for j in range(d):
+        e = np.zeros(d)
+        e[j] = step
+        jac[:, j] = (fn(eps + e) - fn(eps - e)) / (2 * step)
+    return np.linalg.slogdet(jac)[1]
+
+
+def _unwhiten_reference(eps, loc, tau, est, var, factor):
+    """The documented map, with ``R_w`` formed explicitly (NumPy)."""
+    w = tau**2 / (tau**2 + var)
+    s = tau * np.sqrt(1 - w)
+    mixed = np.eye(len(eps)) + (factor - np.eye(len(eps))) * np.sqrt(np.outer(w, w))
+    return w * est + (1 - w) * loc + s * (mixed @ eps)
+
+
+def test_whitened_normal_density_is_the_normal_prior_times_the_jacobian():
+    rng = np.random.default_rng(0)
+    g, d = 4, 3
+    loc, tau = rng.normal(size=d), np.exp(rng.normal(size=d))
+    est = rng.normal(size=(g, d))
+    var = np.exp(rng.normal(size=(g, d)) - 2)
+    var[0] = 1e100  # a group without information: the non-centered form
+    var[1, 2] = 1e-8  # a coordinate the data pin down
+    factor = _random_factor(rng, g, d)
+    factor[0] = np.eye(d)
+    with pm.Model() as m:
+        theta = whitened_normal("x", loc, tau, est, np.log(var), factor, None)
+    eps = rng.normal(size=(g, d))
+    got = pm.logp(m["x_eps"], eps).eval()
+    theta_got = theta.eval({m["x_eps"]: eps})
+    for i in range(g):
+        ref = lambda e, i=i: _unwhiten_reference(e, loc, tau, est[i], var[i], factor[i])  # noqa: E731
+        np.testing.assert_allclose(theta_got[i], ref(eps[i]), rtol=1e-10, atol=1e-12)
+        expected = stats.norm(loc, tau).logpdf(ref(eps[i])).sum() + _numeric_log_jac(ref, eps[i])
+        assert got[i] == pytest.approx(expected, rel=1e-7, abs=1e-6)
+
+
+def test_whitened_normal_without_information_is_non_centered():
+    loc, tau = np.array([0.5, -1.0]), np.array([2.0, 0.3])
+    with pm.Model() as m:
+        theta = whitened_normal(
+            "x", loc, tau, np.ones((1, 2)), np.full((1, 2), np.log(1e100)), np.eye(2)[None], None
+        )
+    eps = np.array([[0.3, -1.2]])
+    np.testing.assert_allclose(theta.eval({m["x_eps"]: eps}), loc + tau * eps, rtol=1e-12)
+
+
+def test_whitened_normal_prior_draws_follow_the_normal_prior():
+    rng = np.random.default_rng(1)
+    loc, tau = np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.3, 1.0])
+    est, var = rng.normal(size=(2, 3)), np.array([[0.01, 0.02, 0.5], [1e100, 1e100, 1e100]])
+    with pm.Model():
+        theta = whitened_normal("x", loc, tau, est, np.log(var), _random_factor(rng, 2, 3), None)
+        pm.Deterministic("theta", theta)
+        draws = pm.sample_prior_predictive(draws=2000, random_seed=2).prior["theta"].values[0]
+    for g in range(2):
+        for j in range(3):
+            assert stats.kstest(draws[:, g, j], stats.norm(loc[j], tau[j]).cdf).pvalue > 1e-3
+
+
+def _packed_lower(chol):
+    p = chol.shape[-1]
+    return chol[np.tril_indices(p)]
+
+
+def test_whitened_lkj_density_matches_lkj_cholesky_cov_with_jacobian():
+    # oracles: groupcov's LKJCholeskyCov (absolute) and PyMC's own (density ratios:
+    # PyMC 5.28's normalizing constant is off, see test_lkj.py), each on the factor,
+    # plus the log Jacobian of eps -> packed factor by finite differences
+    rng = np.random.default_rng(3)
+    p, eta, log_sd_sigma = 3, 2.0, 0.8
+    d = p + p * (p - 1) // 2
+    center = rng.normal(size=d) * 0.3
+    factor = _random_factor(rng, 1, d)[0] * np.exp(rng.normal(size=d))[:, None] * 0.5
+    with pm.Model() as m:
+        chol = whitened_lkj_cov("c", p, eta, log_sd_sigma, center, factor, None)
+    sd_dist = pm.LogNormal.dist(0.0, log_sd_sigma, shape=p)
+    pymc_lkj = pm.LKJCholeskyCov.dist(n=p, eta=eta, sd_dist=sd_dist, compute_corr=False)
+    ours = LKJCholeskyCov.dist(n=p, eta=eta, sd_dist=sd_dist)
+    chol_fn = pm.compile([m["c_eps"]], chol)
+    got, ref = [], []
+    for _ in range(4):
+        eps = rng.normal(size=d) * 0.7
+        c = chol_fn(eps)
+        log_jac = _numeric_log_jac(lambda e: _packed_lower(chol_fn(e)), eps)
+        got.append(float(pm.logp(m["c_eps"], eps).eval()))
+        assert got[-1] == pytest.approx(float(pm.logp(ours, c).eval()) + log_jac, abs=1e-6)
+        ref.append(float(pm.logp(pymc_lkj, _packed_lower(c)).eval()) + log_jac)
+    np.testing.assert_allclose(np.diff(got), np.diff(ref), atol=1e-6)
+
+
+def test_whitened_lkj_prior_draws_have_lkj_marginals():
+    p, eta = 3, 2.0
+    d = p + p * (p - 1) // 2
+    rng = np.random.default_rng(4)
+    with pm.Model():
+        chol = whitened_lkj_cov(
+            "c", p, eta, 1.0, rng.normal(size=(2, d)), _random_factor(rng, 2, d), None
+        )
+        pm.Deterministic("cov", chol @ pt.swapaxes(chol, -1, -2))
+        cov = pm.sample_prior_predictive(draws=2000, random_seed=5).prior["cov"].values[0]
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    corr01 = cov[..., 0, 1] / (sd[..., 0] * sd[..., 1])
+    b = eta - 1 + p / 2
+    for g in range(2):
+        # LKJ marginal of a correlation: Beta(eta - 1 + p/2, same) on (-1, 1)
+        assert stats.kstest((corr01[:, g] + 1) / 2, stats.beta(b, b).cdf).pvalue > 1e-3
+        assert stats.kstest(np.log(sd[:, g, 2]), stats.norm(0, 1).cdf).pvalue > 1e-3
+
+
+def test_corr_cholesky_from_cpc_round_trip():
+    rng = np.random.default_rng(6)
+    cpc = np.tanh(rng.normal(size=(5, 6)))
+    chol = corr_cholesky_from_cpc(cpc, 4)
+    np.testing.assert_allclose(cpc_from_corr(chol @ np.swapaxes(chol, -1, -2)), cpc, atol=1e-12)
+
+
+def test_covariance_information_matches_monte_carlo_score_variance():
+    # the Fisher information is the variance of the score: check by simulation
+    rng = np.random.default_rng(7)
+    p = 3
+    theta = np.array([0.2, -0.1, 0.3, 0.5, -0.4, 0.6])
+    info = covariance_information(theta[None], p)[0]
+
+    def loglik(t, x):
+        chol = np.exp(t[:p])[:, None] * corr_cholesky_from_cpc(np.tanh(t[p:]), p)
+        return stats.multivariate_normal(np.zeros(p), chol @ chol.T).logpdf(x)
+
+    chol = np.exp(theta[:p])[:, None] * corr_cholesky_from_cpc(np.tanh(theta[p:]), p)
+    x = rng.normal(size=(20000, p)) @ chol.T
+    score = np.empty((len(x), len(theta)))
+    for j in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[j] = 1e-5
+        score[:, j] = (loglik(theta + e, x) - loglik(theta - e, x)) / 2e-5
+    np.testing.assert_allclose(np.cov(score.T), info, atol=0.08 * np.abs(info).max())
+
+
+def test_whitening_factors_identity_without_information():
+    st = SufficientStats(
+        ("a", "b"), ("x", "y"), np.array([2, 200]), np.zeros((2, 2)),
+        np.array([[[1.0, 1.0], [1.0, 1.0]], [[200.0, 150.0], [150.0, 200.0]]]),
+    )
+    w = whitening_factors(st)
+    np.testing.assert_allclose(w["mu"][0], np.eye(2))
+    np.testing.assert_allclose(w["cov"][0], np.eye(3))
+    # group b: the means' correlation is the sample correlation
+    np.testing.assert_allclose((w["mu"][1] @ w["mu"][1].T)[0, 1], 0.75)
+    assert np.abs(w["cov"][1] - np.eye(3)).max() > 0.05
