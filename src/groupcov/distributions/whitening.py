@@ -79,7 +79,18 @@ def _zeros_like_param(index: int):
     return support_point
 
 
-def conditional_whitening(loc, tau, estimate, log_variance, factor):
+def _weights(tau, variance):
+    """``1 - w``, ``sqrt(w)`` and ``1 / (tau^2 + v)`` with ``w = tau^2 / (tau^2 + v)``.
+
+    Rational functions and one square root: no exponentials or logarithms per element
+    (XLA's float64 transcendentals dominate the cost of a gradient otherwise). Exact
+    also where ``v`` is huge (no information, ``w`` = 0).
+    """
+    inv_total = 1.0 / (tau**2 + variance)
+    return variance * inv_total, tau * pt.sqrt(inv_total), inv_total
+
+
+def conditional_whitening(loc, tau, estimate, variance, factor):
     """The map ``eps -> theta`` of :func:`whitened_normal` and its log Jacobian.
 
     Returns
@@ -89,54 +100,47 @@ def conditional_whitening(loc, tau, estimate, log_variance, factor):
     log_jac : TensorVariable, shape (...)
         ``log |d theta / d eps|`` (independent of ``eps``).
     """
-    log_scale = pt.log(tau)
-    # log(1 - w) = log v - log(tau^2 + v) and log(w) = 2 log tau - log(tau^2 + v): exact
-    # (and with finite gradients) also where v is huge and w == 0
-    log_total = pt.logaddexp(2.0 * log_scale, log_variance)
-    log_1mw = log_variance - log_total
-    w = -pt.expm1(log_1mw)
-    centre = w * estimate + (1.0 - w) * loc
-    log_s = log_scale + 0.5 * log_1mw
-    scale, root_w = pt.exp(log_s), pt.exp(log_scale - 0.5 * log_total)
-    diag = pt.diagonal(factor, axis1=-2, axis2=-1)
+    one_minus_w, root_w, inv_total = _weights(tau, variance)
+    centre = estimate + one_minus_w * (loc - estimate)
+    sd = pt.sqrt(variance)
+    scale = root_w * sd  # tau * sqrt(1 - w)
 
     def unwhiten(eps):
         # R_w eps with R_w = I + (R - I) * sqrt(w w^T), without forming R_w
-        mixed = (1.0 - w) * eps + root_w * _matvec(factor, root_w * eps)
+        mixed = one_minus_w * eps + root_w * _matvec(factor, root_w * eps)
         return centre + scale * mixed
 
-    # diag(R_w) = 1 + (diag(R) - 1) w
-    log_jac = pt.sum(log_s + pt.log1p((diag - 1.0) * w), axis=-1)
-    return unwhiten, log_jac
+    # log s_j + log diag(R_w)_j with diag(R_w) = 1 + (R_jj - 1) w_j, i.e.
+    # log tau + log sd(v) + log(v + R_jj tau^2) - 3/2 log(tau^2 + v)
+    diag = pt.diagonal(factor, axis1=-2, axis2=-1)
+    log_jac = pt.log(tau) + pt.log(sd) + pt.log((variance + diag * tau**2) * inv_total**1.5)
+    return unwhiten, pt.sum(log_jac, axis=-1)
 
 
-def _mixed_factor(tau, log_variance, factor):
+def _mixed_factor(tau, variance, factor):
     """``R_w`` itself (for drawing from the prior only)."""
-    log_total = pt.logaddexp(2.0 * pt.log(tau), log_variance)
-    log_1mw = log_variance - log_total
-    root_w = tau * pt.exp(-0.5 * log_total)
+    _, root_w, _ = _weights(tau, variance)
     eye = pt.eye(factor.shape[-1])
-    return eye + (factor - eye) * (root_w[..., :, None] * root_w[..., None, :]), log_1mw
+    return eye + (factor - eye) * (root_w[..., :, None] * root_w[..., None, :])
 
 
-def _normal_eps_logp(value, loc, tau, estimate, log_variance, factor):
-    unwhiten, log_jac = conditional_whitening(loc, tau, estimate, log_variance, factor)
+def _normal_eps_logp(value, loc, tau, estimate, variance, factor):
+    unwhiten, log_jac = conditional_whitening(loc, tau, estimate, variance, factor)
     z = (unwhiten(value) - loc) / tau
     elementwise = -0.5 * z**2 - pt.log(tau) - _HALF_LOG_2PI
     return pt.sum(elementwise, axis=-1) + log_jac
 
 
-def _normal_eps_dist(loc, tau, estimate, log_variance, factor, size):
+def _normal_eps_dist(loc, tau, estimate, variance, factor, size):
     shape = estimate.shape if rv_size_is_none(size) else (*size, estimate.shape[-1])
     theta = pm.Normal.dist(pt.broadcast_to(loc, shape), tau)
-    mixed, log_1mw = _mixed_factor(tau, log_variance, factor)
-    w = -pt.expm1(log_1mw)
-    centre = w * estimate + (1.0 - w) * loc
-    scale = tau * pt.exp(0.5 * log_1mw)
-    return _solve_lower(mixed, (theta - centre) / scale)
+    one_minus_w, root_w, _ = _weights(tau, variance)
+    centre = estimate + one_minus_w * (loc - estimate)
+    scale = root_w * pt.sqrt(variance)
+    return _solve_lower(_mixed_factor(tau, variance, factor), (theta - centre) / scale)
 
 
-def whitened_normal(name, loc, tau, estimate, log_variance, factor, dims):
+def whitened_normal(name, loc, tau, estimate, variance, factor, dims):
     """``theta ~ N(loc, tau)`` per coordinate, sampled as ``{name}_eps``.
 
     Parameters
@@ -144,9 +148,9 @@ def whitened_normal(name, loc, tau, estimate, log_variance, factor, dims):
     name : str
     loc, tau : TensorVariable, shape (d,)
         Location and scale of every group's coordinates.
-    estimate, log_variance : TensorVariable, shape (G, d)
-        Each group's own estimate of ``theta`` and the log of its sampling variance
-        (very large where the group has no information).
+    estimate, variance : TensorVariable, shape (G, d)
+        Each group's own estimate of ``theta`` and its sampling variance (very large,
+        e.g. 1e100, where the group has no information).
     factor : TensorVariable, shape (G, d, d)
         Lower-triangular Cholesky factor of the correlation matrix of the estimates
         (identity where unknown).
@@ -159,15 +163,15 @@ def whitened_normal(name, loc, tau, estimate, log_variance, factor, dims):
 
     Examples
     --------
-    >>> est, log_v = np.zeros((2, 2)), np.log(np.full((2, 2), 0.01))
+    >>> est, var = np.zeros((2, 2)), np.full((2, 2), 0.01)
     >>> factor = np.tile(np.linalg.cholesky([[1.0, 0.9], [0.9, 1.0]]), (2, 1, 1))
     >>> with pm.Model() as m:
-    ...     theta = whitened_normal("x", pt.zeros(2), pt.ones(2), est, log_v, factor, None)
+    ...     theta = whitened_normal("x", pt.zeros(2), pt.ones(2), est, var, factor, None)
     >>> sorted(m.named_vars)
     ['x_eps']
     """
     loc, tau = pt.as_tensor_variable(loc), pt.as_tensor_variable(tau)
-    params = (loc, tau, estimate, log_variance, factor)
+    params = (loc, tau, estimate, variance, factor)
     eps = pm.CustomDist(
         f"{name}_eps", *params, dist=_normal_eps_dist, logp=_normal_eps_logp,
         support_point=_zeros_like_param(2),

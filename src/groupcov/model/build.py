@@ -124,14 +124,14 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
     return LocPrior(make, plain, 2.0 / special.polygamma(1, b))
 
 
-def population_loc(name, loc_prior: LocPrior, tau, estimate, log_variance, dims):
+def population_loc(name, loc_prior: LocPrior, tau, estimate, variance, dims):
     """Population location ``loc`` of ``theta_g ~ N(loc, tau)``, data-informed.
 
     Sampled as ``m + s * xi`` with ``m`` and ``s`` the mean and sd of the Gaussian
     approximation of its conditional posterior given ``tau`` (each group's estimate
     weighted by ``1 / (v_g + tau^2)``); the prior is unchanged.
     """
-    precision = 1.0 / (pt.exp(log_variance) + tau**2)
+    precision = 1.0 / (variance + tau**2)
     total = loc_prior.precision + pt.sum(precision, axis=0)
     shift = pt.sum(precision * estimate, axis=0) / total
     scale = 1.0 / pt.sqrt(total)
@@ -140,9 +140,9 @@ def population_loc(name, loc_prior: LocPrior, tau, estimate, log_variance, dims)
 
 def _whitened(name, loc, tau, data, dims):
     """``theta_g ~ N(loc, tau)`` in the coordinates of the containers ``{name}_estimate``,
-    ``{name}_log_variance`` and ``{name}_whiten`` (:func:`whitened_normal`)."""
+    ``{name}_variance`` and ``{name}_whiten`` (:func:`whitened_normal`)."""
     return whitened_normal(
-        name, loc, tau, data[f"{name}_estimate"], data[f"{name}_log_variance"],
+        name, loc, tau, data[f"{name}_estimate"], data[f"{name}_variance"],
         data[f"{name}_whiten"], dims,
     )
 
@@ -167,7 +167,7 @@ def hierarchical_normal(name, loc_prior: LocPrior, tau, dims, param, data):
         weight = 1.0 if param == "centered" else 0.0
         return loc, _fixed_centering(name, loc, tau, weight, dims)
     loc = population_loc(
-        name, loc_prior, tau, data[f"{name}_estimate"], data[f"{name}_log_variance"], loc_dims
+        name, loc_prior, tau, data[f"{name}_estimate"], data[f"{name}_variance"], loc_dims
     )
     return loc, _whitened(name, loc, tau, data, dims)
 
@@ -254,15 +254,15 @@ def _cov_hierarchical(stats, priors, data, param):
             atanh_cpc = pt.zeros((g, 0))
     else:
         # log sds and atanh CPCs of a group in one vector, whitened together
-        est, log_v = data["cov_z_estimate"], data["cov_z_log_variance"]
+        est, var = data["cov_z_estimate"], data["cov_z_variance"]
         log_sd_pop = population_loc(
-            "log_sd_z", sd_loc, sd_tau, est[:, :p], log_v[:, :p], (FEATURE,)
+            "log_sd_z", sd_loc, sd_tau, est[:, :p], var[:, :p], (FEATURE,)
         )
         hyper = {"log_sd_pop": log_sd_pop, "sd_tau": sd_tau}
         loc, tau = log_sd_pop, sd_tau
         if p > 1:
             atanh_pop = population_loc(
-                "cpc_z", atanh_beta_loc(b), corr_tau, est[:, p:], log_v[:, p:], (PAIR,)
+                "cpc_z", atanh_beta_loc(b), corr_tau, est[:, p:], var[:, p:], (PAIR,)
             )
             hyper.update(atanh_cpc_pop=atanh_pop, corr_tau=corr_tau)
             loc = pt.concatenate([log_sd_pop, atanh_pop])

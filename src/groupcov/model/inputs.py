@@ -78,19 +78,15 @@ DATA_DIMS = {
     "cell_observed": (CELL, FEATURE),
     "cell_suffstats": (CELL, STAT, FEATURE),
     "mu_z_estimate": (GROUP, FEATURE),
-    "mu_z_log_variance": (GROUP, FEATURE),
+    "mu_z_variance": (GROUP, FEATURE),
     "mu_z_whiten": (GROUP, FEATURE, FEATURE_),
     "cov_z_estimate": (GROUP, COV_PARAM),
-    "cov_z_log_variance": (GROUP, COV_PARAM),
+    "cov_z_variance": (GROUP, COV_PARAM),
     "cov_z_whiten": (GROUP, COV_PARAM, COV_PARAM_),
     "chol_z_center": (GROUP, COV_PARAM),
     "chol_z_whiten": (GROUP, COV_PARAM, COV_PARAM_),
     "chol_pop_z_center": (COV_PARAM,),
     "chol_pop_z_whiten": (COV_PARAM, COV_PARAM_),
-    "log_sd_z_estimate": (GROUP, FEATURE),
-    "log_sd_z_log_variance": (GROUP, FEATURE),
-    "cpc_z_estimate": (GROUP, PAIR),
-    "cpc_z_log_variance": (GROUP, PAIR),
 }
 
 
@@ -153,7 +149,7 @@ def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Pri
     """Containers of the whitened parameterization (``distributions/whitening.py``).
 
     Hierarchical and unpooled means and hierarchical covariances: each group's
-    estimates, the log of their sampling variances (huge where a group has no
+    estimates, their sampling variances (huge where a group has no
     information) and the Cholesky factor of their correlation. Unpooled and pooled
     covariances: a fixed centre and lower-triangular factor per matrix, from the
     Gaussian approximation of the posterior (the estimates' precision plus the
@@ -194,7 +190,7 @@ def _centred(name: str, estimate: np.ndarray, variance: np.ndarray) -> dict:
     informed = np.isfinite(variance)
     return {
         f"{name}_estimate": np.where(informed, estimate, 0.0),
-        f"{name}_log_variance": np.log(np.where(informed, variance, _NO_INFORMATION)),
+        f"{name}_variance": np.where(informed, variance, _NO_INFORMATION),
     }
 
 
