@@ -85,8 +85,10 @@ class GroupCovModel:
         Overrides of the default priors (see :class:`groupcov.Priors`), on the
         standardized scale of the data.
     parameterization : {"auto", "centered", "noncentered"}
-        Sampler geometry of hierarchical parameters; ``"auto"`` adapts to each group's
-        size and to the between-group spread (the model is the same).
+        The coordinates the sampler moves in (the model is the same): ``"auto"`` adapts
+        to each group's size and to the between-group spread and whitens each group's
+        parameters with the correlation of its own estimates; ``"centered"`` and
+        ``"noncentered"`` are the plain forms.
     standardization : Standardization or (center, scale), optional
         Fixed per-feature center and scale of the fitting scale. By default they come
         from the data (pooled mean, pooled within-group sd), which makes the default

@@ -361,8 +361,12 @@ def build_model(
     priors : Priors, optional
         Prior settings on the standardized scale.
     parameterization : {"auto", "centered", "noncentered"}
-        Geometry of hierarchical group parameters; ``"auto"`` sets each group's
-        centering weight from its size and the spread between groups.
+        Geometry the sampler sees. ``"auto"`` sets each group's centering weight
+        from its own data and the spread between groups, and whitens each group's
+        coordinates (:mod:`groupcov.distributions.whitening`); ``"centered"`` and
+        ``"noncentered"`` are the plain forms, with the LKJ prior of
+        :class:`~groupcov.distributions.lkj.LKJCholeskyCov` for unpooled and pooled
+        covariances.
     standardization : Standardization, optional
         Fixed per-feature center and scale of the fitting scale (default: the data's
         pooled mean and within-group sd).
