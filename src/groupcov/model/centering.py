@@ -170,17 +170,15 @@ def corr_cholesky_from_cpc(cpc: np.ndarray, p: int) -> np.ndarray:
     return chol
 
 
-def _covariance(theta: np.ndarray, p: int) -> np.ndarray:
-    """Covariance matrices from ``theta = (log sd (p), atanh CPC (K))``."""
-    chol = np.exp(theta[..., :p])[..., :, None] * corr_cholesky_from_cpc(np.tanh(theta[..., p:]), p)
-    return chol @ np.swapaxes(chol, -1, -2)
-
-
 def covariance_information(theta: np.ndarray, p: int) -> np.ndarray:
     """Fisher information of one observation for ``theta = (log sd, atanh CPC)``.
 
     ``I_ab = tr(S^-1 dS/da S^-1 dS/db) / 2`` for a multivariate normal with covariance
-    ``S(theta)``; the derivatives are complex-step derivatives (exact to rounding).
+    ``S = L L^T``, ``L = diag(sd) C``. With ``A_a = L^-1 dL/da`` this is
+    ``|A_a + A_a^T| . |A_b + A_b^T| / 2`` (Frobenius), where ``A = C^-1 E_a C`` for the
+    log sd of feature ``a`` (``E_a`` the unit matrix at ``(a, a)``) and ``C^-1 dC/dw``
+    for a CPC, whose derivative is a complex-step derivative (exact to rounding). The
+    information does not depend on the sds.
 
     Parameters
     ----------
@@ -200,13 +198,17 @@ def covariance_information(theta: np.ndarray, p: int) -> np.ndarray:
     True
     """
     theta = np.asarray(theta, dtype=float)
-    d = theta.shape[-1]
+    w = theta[..., p:]
+    k = w.shape[-1]
+    corr_chol = corr_cholesky_from_cpc(np.tanh(w), p)
+    inverse = np.linalg.inv(corr_chol)
+    a_sd = np.einsum("gia,gaj->gaij", inverse, corr_chol)  # (G, p, p, p)
     step = 1e-20
-    shifted = theta[:, None, :] + 1j * step * np.eye(d)
-    d_sigma = _covariance(shifted, p).imag / step  # (G, d, p, p)
-    sigma = _covariance(theta, p)
-    m = np.linalg.solve(sigma[:, None], d_sigma)
-    return 0.5 * np.einsum("gaij,gbji->gab", m, m)
+    shifted = w[:, None, :] + 1j * step * np.eye(k)
+    d_chol = corr_cholesky_from_cpc(np.tanh(shifted), p).imag / step  # (G, K, p, p)
+    a = np.concatenate([a_sd, inverse[:, None] @ d_chol], axis=1)
+    sym = a + np.swapaxes(a, -1, -2)
+    return 0.5 * np.einsum("gaij,gbij->gab", sym, sym)
 
 
 def _correlation_cholesky(cov: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -218,8 +220,11 @@ def _correlation_cholesky(cov: np.ndarray, usable: np.ndarray) -> np.ndarray:
         corr = cov / (sd[..., :, None] * sd[..., None, :])
     ok = usable & np.all(np.isfinite(corr), axis=(-2, -1))
     corr = np.where(ok[:, None, None], corr, eye)
-    ok[ok] = np.linalg.eigvalsh(corr[ok]).min(axis=-1) > 1e-10
-    return np.linalg.cholesky(np.where(ok[:, None, None], corr, eye))
+    try:  # the usual case: every matrix positive definite, one batched factorization
+        return np.linalg.cholesky(corr)
+    except np.linalg.LinAlgError:
+        ok[ok] = np.linalg.eigvalsh(corr[ok]).min(axis=-1) > 1e-10
+        return np.linalg.cholesky(np.where(ok[:, None, None], corr, eye))
 
 
 def whitening_factors(z: SufficientStats, est: dict | None = None) -> dict:
