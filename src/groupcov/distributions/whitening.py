@@ -113,7 +113,8 @@ def conditional_whitening(loc, tau, estimate, variance, factor):
     # log s_j + log diag(R_w)_j with diag(R_w) = 1 + (R_jj - 1) w_j, i.e.
     # log tau + log sd(v) + log(v + R_jj tau^2) - 3/2 log(tau^2 + v)
     diag = pt.diagonal(factor, axis1=-2, axis2=-1)
-    log_jac = pt.log(tau) + pt.log(sd) + pt.log((variance + diag * tau**2) * inv_total * pt.sqrt(inv_total))
+    ratio = (variance + diag * tau**2) * inv_total * pt.sqrt(inv_total)
+    log_jac = pt.log(tau) + pt.log(sd) + pt.log(ratio)
     return unwhiten, pt.sum(log_jac, axis=-1)
 
 
