@@ -12,9 +12,12 @@ from groupcov.distributions.lkj import LKJCholeskyCov
 from groupcov.distributions.whitening import whitened_lkj_cov, whitened_normal
 from groupcov.model.centering import (
     corr_cholesky_from_cpc,
+    covariance_estimates,
     covariance_information,
+    covariance_whitening,
     cpc_from_corr,
-    whitening_factors,
+    group_estimates,
+    mean_whitening,
 )
 from groupcov.stats import SufficientStats
 
@@ -174,7 +177,8 @@ def test_whitening_factors_identity_without_information():
         ("a", "b"), ("x", "y"), np.array([2, 200]), np.zeros((2, 2)),
         np.array([[[1.0, 1.0], [1.0, 1.0]], [[200.0, 150.0], [150.0, 200.0]]]),
     )
-    w = whitening_factors(st)
+    est = group_estimates(st)
+    w = {"mu": mean_whitening(st, est), "cov": covariance_whitening(2, *covariance_estimates(est))}
     np.testing.assert_allclose(w["mu"][0], np.eye(2))
     np.testing.assert_allclose(w["cov"][0], np.eye(3))
     # group b: the means' correlation is the sample correlation

@@ -4,7 +4,7 @@ A reparameterization changes only the coordinates the sampler moves in, never th
 model: each variable here is registered through its whitened value ``eps`` with the
 density of the original parameter plus the log Jacobian, and the original parameter
 is a deterministic function of ``eps``. The maps are affine per group, with factors
-computed once from the data (:func:`groupcov.model.centering.whitening_factors`), so
+computed once from the data (``groupcov.model.centering``), so
 NUTS sees coordinates close to independent standard normals: the correlations
 between a group's parameters, which a diagonal mass matrix cannot undo, are taken out
 before sampling.
@@ -118,9 +118,8 @@ def conditional_whitening(loc, tau, estimate, variance, factor):
     return unwhiten, pt.sum(log_jac, axis=-1)
 
 
-def _mixed_factor(tau, variance, factor):
+def _mixed_factor(root_w, factor):
     """``R_w`` itself (for drawing from the prior only)."""
-    _, root_w, _ = _weights(tau, variance)
     eye = pt.eye(factor.shape[-1])
     return eye + (factor - eye) * (root_w[..., :, None] * root_w[..., None, :])
 
@@ -138,7 +137,7 @@ def _normal_eps_dist(loc, tau, estimate, variance, factor, size):
     one_minus_w, root_w, _ = _weights(tau, variance)
     centre = estimate + one_minus_w * (loc - estimate)
     scale = root_w * pt.sqrt(variance)
-    return _solve_lower(_mixed_factor(tau, variance, factor), (theta - centre) / scale)
+    return _solve_lower(_mixed_factor(root_w, factor), (theta - centre) / scale)
 
 
 def whitened_normal(name, loc, tau, estimate, variance, factor, dims):

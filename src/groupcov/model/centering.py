@@ -18,10 +18,11 @@ has too few rows for an estimate, ``v_g = inf`` (non-centered form).
 
 Within a group these estimates are correlated (the means through the correlations of
 the data; log standard deviations and CPCs through each other), which a diagonal mass
-matrix cannot undo. :func:`whitening_factors` gives, per group, the Cholesky factor of
-the correlation matrix of their large-sample distribution (for the covariance
-coordinates from the Fisher information, computed exactly by complex-step
-differentiation), so the model can sample whitened coordinates.
+matrix cannot undo. :func:`mean_whitening` and :func:`covariance_whitening` give, per
+group, the Cholesky factor of the correlation matrix of their large-sample
+distribution (for the covariance coordinates from the Fisher information, computed
+exactly by complex-step differentiation), so the model can sample whitened
+coordinates.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from groupcov.stats import SufficientStats
 
 __all__ = [
     "corr_cholesky_from_cpc",
+    "covariance_estimates",
     "covariance_information",
+    "covariance_whitening",
     "cpc_beta",
     "cpc_from_corr",
     "group_estimates",
-    "whitening_factors",
+    "mean_whitening",
 ]
 
 
@@ -227,43 +230,48 @@ def _correlation_cholesky(cov: np.ndarray, usable: np.ndarray) -> np.ndarray:
         return np.linalg.cholesky(np.where(ok[:, None, None], corr, eye))
 
 
-def whitening_factors(z: SufficientStats, est: dict | None = None) -> dict:
-    """Per group, the correlation structure of its own parameter estimates.
+def covariance_estimates(est: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A group's covariance coordinates ``(log sd, atanh CPC)`` and their variances.
 
     Parameters
     ----------
-    z : SufficientStats
-        Standardized statistics.
-    est : dict, optional
-        :func:`group_estimates` of ``z`` (computed when not given).
+    est : dict
+        :func:`group_estimates` output.
 
     Returns
     -------
-    dict
-        ``"mu"``: ``(G, p, p)`` Cholesky factors of the groups' sample correlation
-        matrices (the correlation of the estimated means); ``"cov"``: ``(G, d, d)``,
-        ``d = p + K``, Cholesky factors of the correlation matrices of the inverse
-        Fisher information of ``(log sd, atanh CPC)`` at each group's estimate.
-        Identity where a group has too few rows to tell.
+    estimate, variance : ndarray, shape (G, p + K)
+    """
+    return (np.concatenate([est["sd"][0], est["corr"][0]], axis=-1),
+            np.concatenate([est["sd"][1], est["corr"][1]], axis=-1))
+
+
+def mean_whitening(z: SufficientStats, est: dict) -> np.ndarray:
+    """Cholesky factors ``(G, p, p)`` of the correlation of each group's estimated means.
+
+    That is the group's sample correlation matrix; identity where a group has too few
+    rows or a feature without variance.
 
     Examples
     --------
     >>> st = SufficientStats(("a",), ("x", "y"), np.array([101]), np.zeros((1, 2)),
     ...                      100.0 * np.array([[[1.0, 0.5], [0.5, 1.0]]]))
-    >>> w = whitening_factors(st)
-    >>> np.round(w["mu"][0] @ w["mu"][0].T, 12)[0, 1].tolist()
+    >>> f = mean_whitening(st, group_estimates(st))
+    >>> np.round(f[0] @ f[0].T, 12)[0, 1].tolist()
     0.5
     """
-    est = group_estimates(z) if est is None else est
-    p = z.n_features
-    # the sample correlation matrix (zero-variance features or singular scatter: identity)
-    mu_factor = _correlation_cholesky(z.scatter, np.all(np.isfinite(est["mu"][1]), axis=-1))
-    theta = np.concatenate([est["sd"][0], est["corr"][0]], axis=-1)
-    variance = np.concatenate([est["sd"][1], est["corr"][1]], axis=-1)
-    cov_ok = np.all(np.isfinite(variance), axis=-1)
-    d = theta.shape[-1]
-    cov_inverse = np.broadcast_to(np.eye(d), (z.n_groups, d, d)).copy()
-    if cov_ok.any():
-        info = covariance_information(theta[cov_ok], p)
-        cov_inverse[cov_ok] = np.linalg.inv(info)
-    return {"mu": mu_factor, "cov": _correlation_cholesky(cov_inverse, cov_ok)}
+    return _correlation_cholesky(z.scatter, np.all(np.isfinite(est["mu"][1]), axis=-1))
+
+
+def covariance_whitening(p: int, estimate: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Cholesky factors ``(G, d, d)``, ``d = p + K``, of the correlation of each group's
+    covariance coordinates: the inverse Fisher information of ``(log sd, atanh CPC)``
+    at the group's estimate (:func:`covariance_estimates`). Identity where a group has
+    too few rows to tell (an infinite variance).
+    """
+    usable = np.all(np.isfinite(variance), axis=-1)
+    d = estimate.shape[-1]
+    inverse_info = np.broadcast_to(np.eye(d), (len(estimate), d, d)).copy()
+    if usable.any():
+        inverse_info[usable] = np.linalg.inv(covariance_information(estimate[usable], p))
+    return _correlation_cholesky(inverse_info, usable)

@@ -11,7 +11,13 @@ from typing import Literal
 
 import numpy as np
 
-from groupcov.model.centering import cpc_beta, group_estimates, whitening_factors
+from groupcov.model.centering import (
+    covariance_estimates,
+    covariance_whitening,
+    cpc_beta,
+    group_estimates,
+    mean_whitening,
+)
 from groupcov.model.priors import Priors
 from groupcov.stats import Standardization, SufficientStats, pack_suffstats
 
@@ -156,32 +162,30 @@ def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Pri
     prior's curvature at its mode).
     """
     est = group_estimates(z)
-    factors = whitening_factors(z, est)
+    p = z.n_features
     out = {}
     if means in ("unpooled", "hierarchical"):
         estimate, variance = est["mu"]
-        out.update(_centred("mu_z", estimate, variance), mu_z_whiten=factors["mu"])
-    estimate = np.concatenate([est["sd"][0], est["corr"][0]], axis=-1)
-    variance = np.concatenate([est["sd"][1], est["corr"][1]], axis=-1)
-    if covariance == "hierarchical":
-        out.update(_centred("cov_z", estimate, variance), cov_z_whiten=factors["cov"])
-    elif covariance == "unpooled":
-        prior = _cov_prior_precision(z.n_features, priors)
-        centre, factor = _gaussian_posterior(estimate, variance, factors["cov"], prior)
-        out.update(chol_z_center=centre, chol_z_whiten=factor)
-    else:
+        out.update(_centred("mu_z", estimate, variance), mu_z_whiten=mean_whitening(z, est))
+    if covariance == "pooled":
         # one matrix: the groups' scatter about their own means, n - G + 1 rows
         dof = float(z.n.sum() - np.count_nonzero(z.n))
-        pooled = SufficientStats(
-            ("pooled",), z.features, np.array([int(dof) + 1]), np.zeros((1, z.n_features)),
+        z = SufficientStats(
+            ("pooled",), z.features, np.array([int(dof) + 1]), np.zeros((1, p)),
             z.scatter.sum(axis=0)[None],
         )
-        pooled_est = group_estimates(pooled)
-        estimate = np.concatenate([pooled_est["sd"][0], pooled_est["corr"][0]], axis=-1)
-        variance = np.concatenate([pooled_est["sd"][1], pooled_est["corr"][1]], axis=-1)
-        prior = _cov_prior_precision(z.n_features, priors)
-        factor = whitening_factors(pooled, pooled_est)["cov"]
-        centre, factor = _gaussian_posterior(estimate, variance, factor, prior)
+        est = group_estimates(z)
+    estimate, variance = covariance_estimates(est)
+    factor = covariance_whitening(p, estimate, variance)
+    if covariance == "hierarchical":
+        out.update(_centred("cov_z", estimate, variance), cov_z_whiten=factor)
+        return out
+    centre, factor = _gaussian_posterior(
+        estimate, variance, factor, _cov_prior_precision(p, priors)
+    )
+    if covariance == "unpooled":
+        out.update(chol_z_center=centre, chol_z_whiten=factor)
+    else:
         out.update(chol_pop_z_center=centre[0], chol_pop_z_whiten=factor[0])
     return out
 
@@ -214,12 +218,11 @@ def _gaussian_posterior(estimate, variance, corr_factor, prior_precision):
         inv_sd = np.where(np.isfinite(variance), 1.0 / np.sqrt(variance), 0.0)
     # A = R^-1 D^-1/2, so V^-1 = A^T A (rows of an uninformed coordinate vanish)
     a = np.linalg.solve(corr_factor, np.eye(d) * inv_sd[..., None, :])
-    precision = np.swapaxes(a, -1, -2) @ a + np.eye(d) * prior_precision
-    covariance = np.linalg.inv(precision)
+    data_precision = np.swapaxes(a, -1, -2) @ a
+    covariance = np.linalg.inv(data_precision + np.eye(d) * prior_precision)
     covariance = 0.5 * (covariance + np.swapaxes(covariance, -1, -2))
-    data_precision_times_est = np.einsum("...ji,...jk,...k->...i", a, a, np.where(
-        np.isfinite(variance), estimate, 0.0))
-    centre = np.einsum("...ij,...j->...i", covariance, data_precision_times_est)
+    known = np.where(np.isfinite(variance), estimate, 0.0)
+    centre = np.einsum("...ij,...jk,...k->...i", covariance, data_precision, known)
     return centre, np.linalg.cholesky(covariance)
 
 
