@@ -145,8 +145,10 @@ def test_priors_of_wrong_type_rejected(sim):
 def test_default_model_structure(sim):
     m = GroupCovModel(sim.data, group="group")
     assert isinstance(m.model, pm.Model)
-    names = {v.name for v in m.model.free_RVs}
-    assert {"mu_tau_z", "sd_tau", "corr_tau"} <= names
+    free = {v.name for v in m.model.free_RVs}
+    # between-group sds: sampled as log tau = center + scale * u, reported as tau
+    assert {"mu_tau_z_u", "sd_tau_u", "corr_tau_u"} <= free
+    assert {"mu_tau_z", "sd_tau", "corr_tau"} <= {v.name for v in m.model.deterministics}
     assert tuple(m.model.coords["group"]) == ("g0", "g1", "g2")
     assert tuple(m.model.coords["feature"]) == tuple(sim.features)
     assert tuple(m.model.coords["group"]) == m.stats.groups
@@ -176,16 +178,18 @@ def test_model_coords_follow_data_labels():
 @pytest.mark.parametrize(
     ("parameterization", "expected"),
     [
-        ("auto", {"mu_z_pop_xi", "mu_z_eps", "log_sd_z_pop_xi", "cpc_z_pop_xi", "cov_z_eps"}),
-        ("centered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw"}),
-        ("noncentered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw"}),
+        ("auto", {"mu_z_pop_xi", "mu_z_eps", "log_sd_z_pop_xi", "cpc_z_pop_xi", "cov_z_eps",
+                  "mu_tau_z_u", "sd_tau_u", "corr_tau_u"}),
+        ("centered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw", "mu_tau_z",
+                      "sd_tau", "corr_tau"}),
+        ("noncentered", {"mu_z_pop", "mu_z_raw", "log_sd_z_raw", "cpc_z_raw", "mu_tau_z",
+                         "sd_tau", "corr_tau"}),
     ],
 )
 def test_parameterizations_build(sim, parameterization, expected):
     m = GroupCovModel(sim.data, group="group", parameterization=parameterization)
-    names = {v.name for v in m.model.free_RVs}
-    assert {"mu_tau_z", "sd_tau", "corr_tau"} <= names
-    assert expected <= names
+    assert {"mu_tau_z", "sd_tau", "corr_tau"} <= set(m.model.named_vars)
+    assert expected <= {v.name for v in m.model.free_RVs}
 
 
 @pytest.mark.parametrize(
@@ -199,7 +203,7 @@ def test_parameterizations_build(sim, parameterization, expected):
 )
 def test_pooling_modes_choose_their_parameters(sim, means, covariance, present, absent):
     m = GroupCovModel(sim.data, group="group", means=means, covariance=covariance)
-    names = {v.name for v in m.model.free_RVs}
+    names = set(m.model.named_vars)
     assert present <= names
     assert not absent & names
     assert m.model["cov"].type.shape == (3, 3, 3)

@@ -9,7 +9,11 @@ import pytest
 from scipy import stats
 
 from groupcov.distributions.lkj import LKJCholeskyCov
-from groupcov.distributions.whitening import whitened_lkj_cov, whitened_normal
+from groupcov.distributions.whitening import (
+    scaled_halfnormal,
+    whitened_lkj_cov,
+    whitened_normal,
+)
 from groupcov.model.centering import (
     corr_cholesky_from_cpc,
     covariance_estimates,
@@ -17,6 +21,7 @@ from groupcov.model.centering import (
     covariance_whitening,
     cpc_from_corr,
     group_estimates,
+    log_tau_coordinates,
     mean_whitening,
 )
 from groupcov.stats import SufficientStats
@@ -184,3 +189,67 @@ def test_whitening_factors_identity_without_information():
     # group b: the means' correlation is the sample correlation
     np.testing.assert_allclose((w["mu"][1] @ w["mu"][1].T)[0, 1], 0.75)
     assert np.abs(w["cov"][1] - np.eye(3)).max() > 0.05
+
+
+def test_scaled_halfnormal_density_is_the_halfnormal_times_the_jacobian():
+    sigma, center, scale = np.array([0.5, 2.0]), np.array([-1.0, 0.3]), np.array([0.05, 0.7])
+    with pm.Model() as m:
+        tau = scaled_halfnormal("tau", sigma, center, scale)
+    u = np.array([[0.0, 0.0], [1.3, -2.2], [-30.0, 4.0]])
+    logp = m.compile_logp(sum=False)
+    for value in u:
+        t = np.exp(center + scale * value)
+        # HalfNormal(tau) |d tau / d u| = HalfNormal(tau) tau scale
+        expected = stats.halfnorm.logpdf(t, scale=sigma) + np.log(t * scale)
+        np.testing.assert_allclose(logp({"tau_u": value})[0], expected, rtol=1e-12)
+        np.testing.assert_allclose(tau.eval({m["tau_u"]: value}), t, rtol=1e-14)
+    assert "tau" in {v.name for v in m.deterministics}
+    np.testing.assert_array_equal(m.initial_point()["tau_u"], [0.0, 0.0])
+
+
+def test_scaled_halfnormal_prior_draws_follow_the_halfnormal():
+    with pm.Model():
+        scaled_halfnormal("tau", 0.5, -2.0, 0.03)
+        draws = pm.sample_prior_predictive(4000, random_seed=3).prior["tau"].values.ravel()
+    assert stats.kstest(draws, stats.halfnorm(scale=0.5).cdf).pvalue > 0.01
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5, 2.0])
+def test_log_tau_coordinates_locate_the_posterior_of_log_tau(tau):
+    """Against the posterior of log tau on a fine grid, computed by brute force: the
+    estimates' marginal likelihood with the location integrated out under a flat
+    prior (its profile in the function differs by O(1/G) in the curvature)."""
+    rng = np.random.default_rng(1)
+    g = 300
+    var = np.exp(rng.uniform(-4.0, 0.0, size=(g, 1)))
+    est = rng.normal(0.4, np.sqrt(tau**2 + var))
+    center, scale = log_tau_coordinates(est, var, 1.0)
+    grid = np.linspace(np.log(tau) - 3.0, np.log(tau) + 3.0, 4001)
+    total = np.exp(2 * grid)[:, None] + var[:, 0]
+    w = 1.0 / total
+    loc = (w * est[:, 0]).sum(1) / w.sum(1)
+    log_post = (-0.5 * (np.log(total) + (est[:, 0] - loc[:, None]) ** 2 * w).sum(1)
+                - 0.5 * np.log(w.sum(1)) - 0.5 * np.exp(2 * grid) + grid)
+    post = np.exp(log_post - log_post.max())
+    post /= post.sum()
+    mean = (grid * post).sum()
+    sd = np.sqrt(((grid - mean) ** 2 * post).sum())
+    mode = grid[np.argmax(post)]
+    # a sampler coordinate within a fraction of a posterior sd of the mode, about as
+    # wide as the posterior (which is skewed when tau is small beside the variances)
+    assert abs(center[0] - mode) < 0.2 * sd and abs(center[0] - mean) < sd
+    assert 0.6 < scale[0] / sd < 1.25
+
+
+def test_log_tau_coordinates_shared_and_without_information():
+    rng = np.random.default_rng(2)
+    est = rng.normal(0.0, np.sqrt(0.3**2 + 0.01), size=(500, 4))
+    var = np.full((500, 4), 0.01)
+    center, scale = log_tau_coordinates(est, var, 0.5, shared=True)
+    assert center.shape == () and abs(np.exp(center) - 0.3) < 0.03
+    # four columns share tau: half the per-column scale
+    _, per_column = log_tau_coordinates(est, var, 0.5)
+    np.testing.assert_allclose(scale, per_column.mean() / 2.0, rtol=0.15)
+    # no group informs tau: the prior alone (scale capped at 1), finite centre
+    center, scale = log_tau_coordinates(np.zeros((3, 2)), np.full((3, 2), 1e100), 0.5)
+    assert np.all(np.isfinite(center)) and np.all(scale <= 1.0)

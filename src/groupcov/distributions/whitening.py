@@ -24,6 +24,9 @@ before sampling.
 - :func:`whitened_lkj_cov`, the LKJ(eta) correlation with log-normal standard
   deviations, whose unconstrained vector ``(log sd, atanh CPC)`` is
   ``center + C eps`` with a fixed lower-triangular ``C`` per matrix.
+- :func:`scaled_halfnormal`, a half-normal scale sampled as ``log tau = center +
+  scale * u``: with many groups the posterior of a between-group scale is far narrower
+  than that of the group coordinates.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from groupcov.distributions.lkj import (
 __all__ = [
     "atanh_cpc_logp",
     "conditional_whitening",
+    "scaled_halfnormal",
     "whitened_lkj_cov",
     "whitened_normal",
 ]
@@ -178,6 +182,63 @@ def whitened_normal(name, loc, tau, estimate, variance, factor, dims):
         signature="(d),(d),(d),(d),(d,d)->(d)", dims=dims,
     )
     return conditional_whitening(*params)[0](eps)
+
+
+_LOG_HALFNORMAL_NORM = float(0.5 * np.log(2.0 / np.pi))
+
+
+def _halfnormal_u_logp(value, sigma, center, scale):
+    log_tau = center + scale * value
+    z = pt.exp(log_tau) / sigma
+    # HalfNormal density of tau, times d tau / d log tau = tau, times d log tau / du
+    return _LOG_HALFNORMAL_NORM - pt.log(sigma) - 0.5 * z**2 + log_tau + pt.log(scale)
+
+
+def _halfnormal_u_dist(sigma, center, scale, size):
+    shape = pt.broadcast_arrays(sigma, center, scale)[0].shape if rv_size_is_none(size) else size
+    tau = pm.HalfNormal.dist(sigma, size=shape)
+    return (pt.log(tau) - center) / scale
+
+
+def _halfnormal_u_support_point(rv, size, sigma, center, scale):
+    # u = 0: tau at the centre of its coordinates (shape from the parameters, so the
+    # expression carries no random generator)
+    if rv_size_is_none(size):
+        return pt.zeros_like(center + scale + sigma)
+    return pt.zeros(size)
+
+
+def scaled_halfnormal(name, sigma, center, scale, dims=None):
+    """``tau ~ HalfNormal(sigma)``, sampled as ``{name}_u`` with ``log tau = center + scale * u``.
+
+    ``center`` and ``scale`` locate the posterior of ``log tau`` (for example from
+    :func:`groupcov.model.centering.log_tau_coordinates`); they change the coordinates,
+    not the prior. ``tau`` is registered as the deterministic ``name``.
+
+    Parameters
+    ----------
+    name : str
+    sigma, center, scale : tensor_like, shape (d,) or ()
+    dims : str or tuple of str, optional
+
+    Returns
+    -------
+    TensorVariable
+        ``tau``.
+
+    Examples
+    --------
+    >>> with pm.Model() as m:
+    ...     tau = scaled_halfnormal("tau", 1.0, np.log(0.5), 0.1)
+    >>> float(tau.eval({m["tau_u"]: 0.0}))
+    0.5
+    """
+    sigma, center, scale = map(pt.as_tensor_variable, (sigma, center, scale))
+    u = pm.CustomDist(
+        f"{name}_u", sigma, center, scale, dist=_halfnormal_u_dist, logp=_halfnormal_u_logp,
+        support_point=_halfnormal_u_support_point, dims=dims,
+    )
+    return pm.Deterministic(name, pt.exp(center + scale * u), dims=dims)
 
 
 def atanh_cpc_logp(w, b):

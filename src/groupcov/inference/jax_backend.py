@@ -333,7 +333,7 @@ def run_program(program: Program, data: dict, settings: SamplerSettings) -> Samp
     start = time.perf_counter()
     # plain NumPy arrays: the mapped program moves them to its devices itself
     args = tuple(
-        np.ascontiguousarray(data[n], dtype=t)
+        np.asarray(data[n], dtype=t, order="C")
         for n, t in zip(program.data_names, program.data_dtypes, strict=True)
     )
     keys = chain_keys(settings.random_seed, settings.chains)

@@ -32,7 +32,11 @@ from groupcov.distributions.lkj import (
     cpc_beta_parameter,
 )
 from groupcov.distributions.mvnormal import MvNormalSuffStats, masked_suffstat_logp
-from groupcov.distributions.whitening import whitened_lkj_cov, whitened_normal
+from groupcov.distributions.whitening import (
+    scaled_halfnormal,
+    whitened_lkj_cov,
+    whitened_normal,
+)
 from groupcov.model.inputs import (
     CELL,
     COV_PARAM,
@@ -96,12 +100,20 @@ class LocPrior(NamedTuple):
     precision: np.ndarray
 
 
+def _zeros(dims) -> np.ndarray:
+    """Initial value ``xi = 0`` of a population location: the location the data
+    suggest (the prior's mean can be far from it)."""
+    return np.zeros(len(pm.modelcontext(None).coords[dims[-1]]))
+
+
 def normal_loc(sigma) -> LocPrior:
     """``N(0, sigma)`` population location (``sigma`` an array or a tensor)."""
     sigma = pt.as_tensor_variable(sigma)
 
     def make(name, shift, scale, dims):
-        return pm.Normal(name, mu=-shift / scale, sigma=sigma / scale, dims=dims)
+        return pm.Normal(
+            name, mu=-shift / scale, sigma=sigma / scale, dims=dims, initval=_zeros(dims)
+        )
 
     def plain(name, dims):
         return pm.Normal(name, 0.0, sigma, dims=dims)
@@ -116,7 +128,7 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
         return (pt.arctanh(2.0 * pm.Beta.dist(b, b, size=size) - 1.0) - shift) / scale
 
     def make(name, shift, scale, dims):
-        return pm.CustomDist(name, b, shift, scale, dist=dist, dims=dims)
+        return pm.CustomDist(name, b, shift, scale, dist=dist, dims=dims, initval=_zeros(dims))
 
     def plain(name, dims):
         return pm.CustomDist(name, b, 0.0, 1.0, dist=dist, dims=dims)
@@ -172,6 +184,15 @@ def hierarchical_normal(name, loc_prior: LocPrior, tau, dims, param, data):
     return loc, _whitened(name, loc, tau, data, dims)
 
 
+def _between_group_sd(name, key, sigma, dims, param, data):
+    """``HalfNormal(sigma)`` between-group sd; with ``param="auto"`` sampled in the
+    coordinates of the containers ``{key}_center`` and ``{key}_scale``
+    (:func:`scaled_halfnormal`)."""
+    if param != "auto":
+        return pm.HalfNormal(name, sigma, dims=dims)
+    return scaled_halfnormal(name, sigma, data[f"{key}_center"], data[f"{key}_scale"], dims)
+
+
 # --- means --------------------------------------------------------------------------------
 
 
@@ -190,7 +211,7 @@ def _means_unpooled(stats, priors, data, param):
 def _means_hierarchical(stats, priors, data, param):
     mu_sigma = data["mu_sigma"]
     tau_sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
-    mu_tau = pm.HalfNormal("mu_tau_z", tau_sigma, dims=FEATURE)
+    mu_tau = _between_group_sd("mu_tau_z", "mu_tau", tau_sigma, FEATURE, param, data)
     mu_pop, mu = hierarchical_normal(
         "mu_z", normal_loc(mu_sigma), mu_tau, (GROUP, FEATURE), param, data
     )
@@ -236,10 +257,13 @@ def _cov_unpooled(stats, priors, data, param):
 
 def _cov_hierarchical(stats, priors, data, param):
     g, p = stats.n_groups, stats.n_features
-    sd_tau = pm.HalfNormal("sd_tau", priors.sd_tau_sigma, dims=FEATURE)
+    sd_tau = _between_group_sd("sd_tau", "sd_tau", priors.sd_tau_sigma, FEATURE, param, data)
     sd_loc = normal_loc(np.full(p, priors.log_sd_sigma))
     b = cpc_beta_parameter(priors.eta, p)
-    corr_tau = pm.HalfNormal("corr_tau", priors.corr_tau_sigma) if p > 1 else None
+    corr_tau = (
+        _between_group_sd("corr_tau", "corr_tau", priors.corr_tau_sigma, None, param, data)
+        if p > 1 else None
+    )
     if param != "auto":
         log_sd_pop, log_sd = hierarchical_normal(
             "log_sd_z", sd_loc, sd_tau, (GROUP, FEATURE), param, data

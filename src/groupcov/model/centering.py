@@ -23,6 +23,13 @@ group, the Cholesky factor of the correlation matrix of their large-sample
 distribution (for the covariance coordinates from the Fisher information, computed
 exactly by complex-step differentiation), so the model can sample whitened
 coordinates.
+
+The between-group scales ``tau`` get the same treatment one level up:
+:func:`log_tau_coordinates` locates and scales each ``log tau``'s posterior from the
+estimates' marginal likelihood, ``est_g ~ N(loc, tau^2 + v_g)``. With many groups that
+posterior is narrow (sd about ``1 / sqrt(2 G)``), far narrower than the group
+coordinates, which a sampler starting from a unit mass matrix would otherwise have to
+discover with tiny steps.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ __all__ = [
     "cpc_beta",
     "cpc_from_corr",
     "group_estimates",
+    "log_tau_coordinates",
     "mean_whitening",
 ]
 
@@ -275,3 +283,92 @@ def covariance_whitening(p: int, estimate: np.ndarray, variance: np.ndarray) -> 
     if usable.any():
         inverse_info[usable] = np.linalg.inv(covariance_information(estimate[usable], p))
     return _correlation_cholesky(inverse_info, usable)
+
+
+def _profile_loglik(estimate: np.ndarray, variance: np.ndarray, log_tau) -> np.ndarray:
+    """``sum_g log N(est_g | m, tau^2 + v_g)`` per column, ``m`` the weighted mean."""
+    total = np.exp(2.0 * log_tau) + variance
+    weight = 1.0 / total
+    loc = np.sum(weight * estimate, axis=0) / np.sum(weight, axis=0)
+    return -0.5 * np.sum(np.log(total) + (estimate - loc) ** 2 * weight, axis=0)
+
+
+def _half_width(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Half the width of ``{t: values(t) >= max - 1/2}`` per column (linear interpolation)."""
+    out = np.empty(values.shape[1])
+    for j in range(values.shape[1]):
+        t, v = grid[:, j], values[:, j] - values[:, j].max() + 0.5
+        above = np.flatnonzero(v >= 0)
+        lo, hi = above[0], above[-1]
+        left, right = t[lo], t[hi]
+        if lo > 0:
+            left = t[lo - 1] + (t[lo] - t[lo - 1]) * -v[lo - 1] / (v[lo] - v[lo - 1])
+        if hi < len(t) - 1:
+            right = t[hi] + (t[hi + 1] - t[hi]) * v[hi] / (v[hi] - v[hi + 1])
+        out[j] = 0.5 * (right - left)
+    return out
+
+
+def log_tau_coordinates(
+    estimate: np.ndarray, variance: np.ndarray, sigma, *, shared: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mode and curvature scale of the posterior of ``log tau`` per column.
+
+    For ``theta_g ~ N(loc, tau)`` with ``tau ~ HalfNormal(sigma)``, given each group's
+    estimate ``est_g ~ N(theta_g, v_g)``: the density of ``log tau`` is approximated by
+    the profile marginal likelihood of the estimates times the prior (with its
+    Jacobian ``tau``), located on a grid and refined; the scale is the inverse square
+    root of its curvature at the mode, or, where the density is wide and skewed (few
+    groups, or ``tau`` small beside the sampling variances), its half-width at half a
+    log unit below the mode; at most 1.
+
+    Parameters
+    ----------
+    estimate, variance : ndarray, shape (G, d)
+        Estimates and sampling variances (huge where a group has no information).
+    sigma : float or ndarray, shape (d,)
+        Half-normal prior scale of each ``tau``.
+    shared : bool
+        One ``tau`` for all ``d`` columns (then the results have shape ``()``).
+
+    Returns
+    -------
+    center, scale : ndarray, shape (d,) or ()
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> est = rng.normal(0.0, np.sqrt(0.5**2 + 0.01), size=(400, 1))
+    >>> center, scale = log_tau_coordinates(est, np.full((400, 1), 0.01), 1.0)
+    >>> bool(abs(np.exp(center[0]) - 0.5) < 0.05), bool(0.03 < scale[0] < 0.05)
+    (True, True)
+    """
+    estimate = np.asarray(estimate, dtype=float)
+    variance = np.asarray(variance, dtype=float)
+    d = estimate.shape[1]
+    log_sigma = np.log(np.broadcast_to(np.asarray(sigma, dtype=float), (1,) if shared else (d,)))
+
+    def density(log_tau):
+        ll = _profile_loglik(estimate, variance, np.broadcast_to(log_tau, (d,)))
+        if shared:
+            ll = np.sum(ll, keepdims=True)
+        return ll - 0.5 * np.exp(2.0 * (log_tau - log_sigma)) + log_tau
+
+    coarse = log_sigma + np.linspace(-12.0, 2.0, 57)[:, None]  # steps of 0.25
+    values = np.array([density(t) for t in coarse])
+    best = coarse[np.argmax(values, axis=0), np.arange(coarse.shape[1])]
+    width = _half_width(coarse, values)
+    offsets = np.linspace(-0.25, 0.25, 17)[:, None]
+    fine = best + offsets
+    values = np.array([density(t) for t in fine])
+    # quadratic fit around the mode: curvature 2 a of a t^2 + b t + c
+    a, b = np.polynomial.polynomial.polyfit(offsets[:, 0], values, 2)[::-1][:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        center = np.where(a < 0, best - b / (2.0 * a), best)
+        scale = np.where(a < 0, 1.0 / np.sqrt(-2.0 * np.minimum(a, -0.5)), 1.0)
+    # a skewed (wide) density: its width where it is half a log unit below the mode
+    scale = np.where(scale > 0.2, np.clip(width, scale, 1.0), scale)
+    center = np.clip(center, fine[0], fine[-1])
+    if shared:
+        return center[0], scale[0]
+    return center, scale

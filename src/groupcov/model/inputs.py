@@ -16,6 +16,7 @@ from groupcov.model.centering import (
     covariance_whitening,
     cpc_beta,
     group_estimates,
+    log_tau_coordinates,
     mean_whitening,
 )
 from groupcov.model.priors import Priors
@@ -93,6 +94,12 @@ DATA_DIMS = {
     "chol_z_whiten": (GROUP, COV_PARAM, COV_PARAM_),
     "chol_pop_z_center": (COV_PARAM,),
     "chol_pop_z_whiten": (COV_PARAM, COV_PARAM_),
+    "mu_tau_center": (FEATURE,),
+    "mu_tau_scale": (FEATURE,),
+    "sd_tau_center": (FEATURE,),
+    "sd_tau_scale": (FEATURE,),
+    "corr_tau_center": (),
+    "corr_tau_scale": (),
 }
 
 
@@ -146,20 +153,23 @@ def model_data(
             cell_suffstats=pack_suffstats(cells.mean, cells.scatter),
         )
     if parameterization == "auto":
-        values.update(_whitening_data(z, means, covariance, priors))
+        values.update(_whitening_data(z, means, covariance, priors, mu_sigma))
     return {k: np.asarray(v, dtype="float64") if k != "cell_group" else v
             for k, v in values.items()}, std
 
 
-def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Priors) -> dict:
+def _whitening_data(
+    z: SufficientStats, means: str, covariance: str, priors: Priors, mu_sigma: np.ndarray
+) -> dict:
     """Containers of the whitened parameterization (``distributions/whitening.py``).
 
     Hierarchical and unpooled means and hierarchical covariances: each group's
     estimates, their sampling variances (huge where a group has no
-    information) and the Cholesky factor of their correlation. Unpooled and pooled
-    covariances: a fixed centre and lower-triangular factor per matrix, from the
-    Gaussian approximation of the posterior (the estimates' precision plus the
-    prior's curvature at its mode).
+    information) and the Cholesky factor of their correlation; for hierarchical
+    modes also the centre and scale of each between-group sd's ``log tau``
+    coordinate. Unpooled and pooled covariances: a fixed centre and lower-triangular
+    factor per matrix, from the Gaussian approximation of the posterior (the
+    estimates' precision plus the prior's curvature at its mode).
     """
     est = group_estimates(z)
     p = z.n_features
@@ -167,6 +177,9 @@ def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Pri
     if means in ("unpooled", "hierarchical"):
         estimate, variance = est["mu"]
         out.update(_centred("mu_z", estimate, variance), mu_z_whiten=mean_whitening(z, est))
+    if means == "hierarchical":
+        sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
+        out.update(_tau_coordinates("mu_tau", out["mu_z_estimate"], out["mu_z_variance"], sigma))
     if covariance == "pooled":
         # one matrix: the groups' scatter about their own means, n - G + 1 rows
         dof = float(z.n.sum() - np.count_nonzero(z.n))
@@ -179,6 +192,12 @@ def _whitening_data(z: SufficientStats, means: str, covariance: str, priors: Pri
     factor = covariance_whitening(p, estimate, variance)
     if covariance == "hierarchical":
         out.update(_centred("cov_z", estimate, variance), cov_z_whiten=factor)
+        est, var = out["cov_z_estimate"], out["cov_z_variance"]
+        out.update(_tau_coordinates("sd_tau", est[:, :p], var[:, :p], priors.sd_tau_sigma))
+        if p > 1:
+            out.update(_tau_coordinates(
+                "corr_tau", est[:, p:], var[:, p:], priors.corr_tau_sigma, shared=True
+            ))
         return out
     centre, factor = _gaussian_posterior(
         estimate, variance, factor, _cov_prior_precision(p, priors)
@@ -196,6 +215,11 @@ def _centred(name: str, estimate: np.ndarray, variance: np.ndarray) -> dict:
         f"{name}_estimate": np.where(informed, estimate, 0.0),
         f"{name}_variance": np.where(informed, variance, _NO_INFORMATION),
     }
+
+
+def _tau_coordinates(name: str, estimate, variance, sigma, shared: bool = False) -> dict:
+    center, scale = log_tau_coordinates(estimate, variance, sigma, shared=shared)
+    return {f"{name}_center": center, f"{name}_scale": scale}
 
 
 def _cov_prior_precision(p: int, priors: Priors) -> np.ndarray:
