@@ -96,23 +96,38 @@ def cpc_beta_parameter(eta, n: int):
     return pt.as_tensor_variable(eta)[..., None] + offset
 
 
-def _gather_matrix(vec: TensorVariable, pad: list[float], index: np.ndarray, n: int):
-    """Append constants ``pad`` to the last axis of ``vec``, gather with ``index``, reshape."""
-    batch = vec.shape[:-1]
-    extra = [pt.full((*[batch[i] for i in range(vec.ndim - 1)], 1), v) for v in pad]
-    ext = pt.concatenate([vec, *extra], axis=-1)
-    out = ext[..., index]
-    return out.reshape((*[batch[i] for i in range(vec.ndim - 1)], n, n), ndim=vec.ndim + 1)
+@lru_cache(maxsize=64)
+def _placement(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constant linear maps from CPC-shaped vectors ``(K,)`` to flat ``n x n`` matrices.
+
+    Returns ``place`` (K, n*n), which puts CPC k at its position below the diagonal;
+    ``eye`` (n*n,), the identity matrix, flat; and ``exclusive`` (K, n*n), which maps
+    ``h`` to the exclusive cumulative sum along each row of the matrix ``h`` fills
+    (entry (i, j) holds ``sum_{k < j} h_ik``).
+    """
+    rows, cols, _, _ = _layout(n)
+    k = n_cpc(n)
+    place = np.zeros((k, n * n))
+    place[np.arange(k), rows * n + cols] = 1.0
+    exclusive = np.zeros((k, n * n))
+    for idx, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        exclusive[idx, r * n + np.arange(c + 1, n)] = 1.0
+    return place, np.eye(n).ravel(), exclusive
 
 
 def _corr_cholesky(z: TensorVariable, half_log1m_z2: TensorVariable, n: int) -> TensorVariable:
-    """Cholesky factor of a correlation matrix from CPCs ``z`` and ``log(1 - z**2) / 2``."""
-    _, _, with_diag, below = _layout(n)
-    z_mat = _gather_matrix(z, [0.0, 1.0], with_diag, n)
-    h_mat = _gather_matrix(half_log1m_z2, [0.0], below, n)
-    # exclusive cumulative sum along each row: log of the remaining row length
-    log_remaining = pt.cumsum(h_mat, axis=-1) - h_mat
-    out = z_mat * pt.exp(log_remaining)
+    """Cholesky factor of a correlation matrix from CPCs ``z`` and ``log(1 - z**2) / 2``.
+
+    Entry (i, j) is ``z_ij * prod_{k<j} sqrt(1 - z_ik^2)`` (with ``z_ii = 1``). Placing the
+    CPCs and summing the logs are constant linear maps, written as two matrix products:
+    cheaper than gathers and a cumulative sum, and so are their gradients.
+    """
+    place, eye, exclusive = (pt.constant(a) for a in _placement(n))
+    z_flat = pt.dot(z, place) + eye
+    log_remaining = pt.dot(half_log1m_z2, exclusive)
+    out = z_flat * pt.exp(log_remaining)
+    batch = [out.shape[i] for i in range(out.ndim - 1)]
+    out = out.reshape((*batch, n, n), ndim=out.ndim + 1)
     return pt.specify_shape(out, (*[None] * (out.ndim - 2), n, n))
 
 
