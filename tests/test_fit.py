@@ -181,3 +181,19 @@ def test_parameterizations_give_the_same_posterior():
         se = np.sqrt(mcse["auto"][name].values ** 2 + mcse["noncentered"][name].values ** 2)
         se = np.nan_to_num(se)  # constant diagonal of corr: no Monte Carlo error
         assert np.all(np.abs(a - b) <= 5 * se + 1e-9), name
+
+
+def test_default_model_samples_with_nutpie():
+    # every sampler must accept the default (whitened) model: its support points,
+    # custom distributions and data containers
+    sim = simulate_groups(4, 200, 2, seed=5)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features)
+    res = m.fit(sampler="nutpie", draws=200, tune=200, chains=2, random_seed=2,
+                progressbar=False)
+    post = res.idata.posterior
+    assert post.attrs["sampler"] == "nutpie"
+    assert {"mu", "cov", "mu_tau", "sd_tau", "corr_tau"} <= set(post)
+    # 200 rows per group: posterior means near the sample means
+    sample = groupcov.reduce(sim.data, "group", sim.features)
+    np.testing.assert_allclose(post["mu"].mean(("chain", "draw")).values, sample.mean,
+                               atol=0.15)

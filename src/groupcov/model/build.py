@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pymc.distributions.shape_utils import rv_size_is_none
 from scipy import special
 
 from groupcov.distributions.lkj import (
@@ -100,10 +101,20 @@ class LocPrior(NamedTuple):
     precision: np.ndarray
 
 
-def _zeros(dims) -> np.ndarray:
-    """Initial value ``xi = 0`` of a population location: the location the data
-    suggest (the prior's mean can be far from it)."""
-    return np.zeros(len(pm.modelcontext(None).coords[dims[-1]]))
+def _zeros_at(dims):
+    """Support point ``xi = 0`` of a population location: the location the data suggest
+    (the prior's mean can be far from it). A support point, not an ``initval``: every
+    sampler (nutpie included) starts there."""
+    n = len(pm.modelcontext(None).coords[dims[-1]])
+
+    def support_point(rv, size, *params):
+        return pt.zeros(n) if rv_size_is_none(size) else pt.zeros(size)
+
+    return support_point
+
+
+def _normal_dist(mu, sigma, size):
+    return pm.Normal.dist(mu, sigma, size=size)
 
 
 def normal_loc(sigma) -> LocPrior:
@@ -111,8 +122,9 @@ def normal_loc(sigma) -> LocPrior:
     sigma = pt.as_tensor_variable(sigma)
 
     def make(name, shift, scale, dims):
-        return pm.Normal(
-            name, mu=-shift / scale, sigma=sigma / scale, dims=dims, initval=_zeros(dims)
+        return pm.CustomDist(
+            name, -shift / scale, sigma / scale, dist=_normal_dist,
+            support_point=_zeros_at(dims), dims=dims,
         )
 
     def plain(name, dims):
@@ -128,7 +140,9 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
         return (pt.arctanh(2.0 * pm.Beta.dist(b, b, size=size) - 1.0) - shift) / scale
 
     def make(name, shift, scale, dims):
-        return pm.CustomDist(name, b, shift, scale, dist=dist, dims=dims, initval=_zeros(dims))
+        return pm.CustomDist(
+            name, b, shift, scale, dist=dist, support_point=_zeros_at(dims), dims=dims
+        )
 
     def plain(name, dims):
         return pm.CustomDist(name, b, 0.0, 1.0, dist=dist, dims=dims)
