@@ -285,6 +285,10 @@ def covariance_whitening(p: int, estimate: np.ndarray, variance: np.ndarray) -> 
     return _correlation_cholesky(inverse_info, usable)
 
 
+#: At most this many groups locate a between-group sd's coordinates.
+_TAU_GROUPS = 2000
+
+
 def _profile_loglik(estimate: np.ndarray, variance: np.ndarray, log_tau) -> np.ndarray:
     """``sum_g log N(est_g | m, tau^2 + v_g)`` per column, ``m`` the weighted mean."""
     total = np.exp(2.0 * log_tau) + variance
@@ -345,24 +349,33 @@ def log_tau_coordinates(
     """
     estimate = np.asarray(estimate, dtype=float)
     variance = np.asarray(variance, dtype=float)
-    d = estimate.shape[1]
+    g, d = estimate.shape
+    weight = 1.0
+    if g > _TAU_GROUPS:
+        # a coordinate choice, not the model: an evenly spaced subset of the groups,
+        # its log-likelihood scaled up, locates log tau as well and keeps the build fast
+        keep = np.linspace(0, g - 1, _TAU_GROUPS).astype(int)
+        estimate, variance, weight = estimate[keep], variance[keep], g / _TAU_GROUPS
     log_sigma = np.log(np.broadcast_to(np.asarray(sigma, dtype=float), (1,) if shared else (d,)))
 
     def density(log_tau):
-        ll = _profile_loglik(estimate, variance, np.broadcast_to(log_tau, (d,)))
+        ll = weight * _profile_loglik(estimate, variance, np.broadcast_to(log_tau, (d,)))
         if shared:
             ll = np.sum(ll, keepdims=True)
         return ll - 0.5 * np.exp(2.0 * (log_tau - log_sigma)) + log_tau
 
-    coarse = log_sigma + np.linspace(-12.0, 2.0, 57)[:, None]  # steps of 0.25
+    coarse = log_sigma + np.linspace(-12.0, 2.0, 29)[:, None]  # steps of 0.5
     values = np.array([density(t) for t in coarse])
     best = coarse[np.argmax(values, axis=0), np.arange(coarse.shape[1])]
     width = _half_width(coarse, values)
-    offsets = np.linspace(-0.25, 0.25, 17)[:, None]
-    fine = best + offsets
-    values = np.array([density(t) for t in fine])
-    # quadratic fit around the mode: curvature 2 a of a t^2 + b t + c
+    for step in (0.125, 0.03125):  # refine twice, 9 points each
+        offsets = step * np.arange(-4, 5)[:, None]
+        fine = best + offsets
+        values = np.array([density(t) for t in fine])
+        best = fine[np.argmax(values, axis=0), np.arange(fine.shape[1])]
+    # quadratic fit around the mode: curvature 2 a of a t^2 + b t + c (t from the old best)
     a, b = np.polynomial.polynomial.polyfit(offsets[:, 0], values, 2)[::-1][:2]
+    best = fine[4]
     with np.errstate(divide="ignore", invalid="ignore"):
         center = np.where(a < 0, best - b / (2.0 * a), best)
         scale = np.where(a < 0, 1.0 / np.sqrt(-2.0 * np.minimum(a, -0.5)), 1.0)
