@@ -54,24 +54,11 @@ def n_cpc(n: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def _layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Index arrays that place CPC-shaped vectors into ``n x n`` matrices.
-
-    Returns ``rows, cols`` of the CPCs (column-major strict lower triangle), a gather
-    index into ``[z_0..z_{K-1}, 0, 1]`` that builds the matrix with ``z`` below the
-    diagonal, ones on it and zeros above, and a gather index into ``[h_0..h_{K-1}, 0]``
-    that puts ``h`` below the diagonal and zeros elsewhere.
-    """
-    k = n_cpc(n)
+def _layout(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows, cols`` of the CPCs of an ``n x n`` matrix (column-major strict lower
+    triangle)."""
     upper_r, upper_c = np.triu_indices(n, 1)
-    rows, cols = upper_c, upper_r
-    flat = rows * n + cols
-    with_diag = np.full(n * n, k, dtype=np.int64)
-    with_diag[flat] = np.arange(k)
-    with_diag[np.arange(n) * (n + 1)] = k + 1
-    below = np.full(n * n, k, dtype=np.int64)
-    below[flat] = np.arange(k)
-    return rows, cols, with_diag, below
+    return upper_c, upper_r
 
 
 def cpc_beta_parameter(eta, n: int):
@@ -89,7 +76,7 @@ def cpc_beta_parameter(eta, n: int):
     >>> cpc_beta_parameter(2.0, 3).tolist()
     [2.5, 2.5, 2.0]
     """
-    _, cols, _, _ = _layout(n)
+    _, cols = _layout(n)
     offset = (n - 2 - cols) / 2.0
     if isinstance(eta, int | float | np.ndarray):
         return np.asarray(eta, dtype=float)[..., None] + offset
@@ -105,7 +92,7 @@ def _placement(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``h`` to the exclusive cumulative sum along each row of the matrix ``h`` fills
     (entry (i, j) holds ``sum_{k < j} h_ik``).
     """
-    rows, cols, _, _ = _layout(n)
+    rows, cols = _layout(n)
     k = n_cpc(n)
     place = np.zeros((k, n * n))
     place[np.arange(k), rows * n + cols] = 1.0
@@ -160,7 +147,7 @@ def _corr_cholesky_from_cpc(z: TensorVariable, n: int) -> TensorVariable:
 
 def _cpc_from_corr_cholesky(c: TensorVariable, n: int) -> TensorVariable:
     """Inverse of :func:`_corr_cholesky_from_cpc`: CPCs ``(..., K)`` of a correlation factor."""
-    rows, cols, _, _ = _layout(n)
+    rows, cols = _layout(n)
     c2 = c**2
     remaining = 1.0 - (pt.cumsum(c2, axis=-1) - c2)
     z_mat = c / pt.sqrt(remaining)
@@ -216,7 +203,7 @@ class CPCCholeskyTransform(Transform):
 
     def log_jac_det(self, value, *inputs):
         n = self.n
-        rows, cols, _, _ = _layout(n)
+        rows, cols = _layout(n)
         log_sd = value[..., :n]
         h = _half_log1m_tanh2(value[..., n:])
         return pt.sum(np.arange(1.0, n + 1) * log_sd, axis=-1) + pt.sum(

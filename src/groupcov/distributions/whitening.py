@@ -48,6 +48,7 @@ __all__ = [
     "scaled_halfnormal",
     "whitened_lkj_cov",
     "whitened_normal",
+    "zeros_support_point",
 ]
 
 _LOG2 = float(np.log(2.0))
@@ -200,11 +201,16 @@ def _halfnormal_u_dist(sigma, center, scale, size):
     return (pt.log(tau) - center) / scale
 
 
-def _halfnormal_u_support_point(rv, size, sigma, center, scale):
-    # u = 0: tau at the centre of its coordinates (shape from the parameters, so the
-    # expression carries no random generator)
+def zeros_support_point(rv, size, *params):
+    """Support point 0 of an elementwise ``pm.CustomDist`` in centred coordinates.
+
+    Where the coordinates are centred on the posterior (``u`` here, a population
+    location's ``xi`` in the model), 0 is where the data put the parameter: every
+    sampler starts there. The shape comes from ``size`` or the broadcast parameters,
+    never from ``rv``, so the expression carries no random generator.
+    """
     if rv_size_is_none(size):
-        return pt.zeros_like(center + scale + sigma)
+        return pt.zeros_like(sum(pt.as_tensor_variable(p) for p in params))
     return pt.zeros(size)
 
 
@@ -236,7 +242,7 @@ def scaled_halfnormal(name, sigma, center, scale, dims=None):
     sigma, center, scale = map(pt.as_tensor_variable, (sigma, center, scale))
     u = pm.CustomDist(
         f"{name}_u", sigma, center, scale, dist=_halfnormal_u_dist, logp=_halfnormal_u_logp,
-        support_point=_halfnormal_u_support_point, dims=dims,
+        support_point=zeros_support_point, dims=dims,
     )
     return pm.Deterministic(name, pt.exp(center + scale * u), dims=dims)
 

@@ -23,7 +23,6 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pymc.distributions.shape_utils import rv_size_is_none
 from scipy import special
 
 from groupcov.distributions.lkj import (
@@ -37,6 +36,7 @@ from groupcov.distributions.whitening import (
     scaled_halfnormal,
     whitened_lkj_cov,
     whitened_normal,
+    zeros_support_point,
 )
 from groupcov.model.inputs import (
     CELL,
@@ -93,24 +93,14 @@ class LocPrior(NamedTuple):
     """Prior of a population location, for the data-informed parameterization.
 
     ``make(name, shift, scale, dims)`` registers ``xi`` such that ``shift + scale * xi``
-    has the prior; ``precision`` is the prior's precision in a normal approximation.
+    has the prior, with support point ``xi = 0`` (the location the data suggest; the
+    prior's mean can be far from it); ``precision`` is the prior's precision in a normal
+    approximation.
     """
 
     make: object
     plain: object
     precision: np.ndarray
-
-
-def _zeros_at(dims):
-    """Support point ``xi = 0`` of a population location: the location the data suggest
-    (the prior's mean can be far from it). A support point, not an ``initval``: every
-    sampler (nutpie included) starts there."""
-    n = len(pm.modelcontext(None).coords[dims[-1]])
-
-    def support_point(rv, size, *params):
-        return pt.zeros(n) if rv_size_is_none(size) else pt.zeros(size)
-
-    return support_point
 
 
 def _normal_dist(mu, sigma, size):
@@ -124,7 +114,7 @@ def normal_loc(sigma) -> LocPrior:
     def make(name, shift, scale, dims):
         return pm.CustomDist(
             name, -shift / scale, sigma / scale, dist=_normal_dist,
-            support_point=_zeros_at(dims), dims=dims,
+            support_point=zeros_support_point, dims=dims,
         )
 
     def plain(name, dims):
@@ -141,7 +131,7 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
 
     def make(name, shift, scale, dims):
         return pm.CustomDist(
-            name, b, shift, scale, dist=dist, support_point=_zeros_at(dims), dims=dims
+            name, b, shift, scale, dist=dist, support_point=zeros_support_point, dims=dims
         )
 
     def plain(name, dims):

@@ -192,11 +192,11 @@ def _whitening_data(
     factor = covariance_whitening(p, estimate, variance)
     if covariance == "hierarchical":
         out.update(_centred("cov_z", estimate, variance), cov_z_whiten=factor)
-        est, var = out["cov_z_estimate"], out["cov_z_variance"]
-        out.update(_tau_coordinates("sd_tau", est[:, :p], var[:, :p], priors.sd_tau_sigma))
+        known, var = out["cov_z_estimate"], out["cov_z_variance"]
+        out.update(_tau_coordinates("sd_tau", known[:, :p], var[:, :p], priors.sd_tau_sigma))
         if p > 1:
             out.update(_tau_coordinates(
-                "corr_tau", est[:, p:], var[:, p:], priors.corr_tau_sigma, shared=True
+                "corr_tau", known[:, p:], var[:, p:], priors.corr_tau_sigma, shared=True
             ))
         return out
     centre, factor = _gaussian_posterior(
