@@ -350,38 +350,36 @@ def log_tau_coordinates(
     estimate = np.asarray(estimate, dtype=float)
     variance = np.asarray(variance, dtype=float)
     g, d = estimate.shape
-    weight = 1.0
-    if g > _TAU_GROUPS:
-        # a coordinate choice, not the model: an evenly spaced subset of the groups,
-        # its log-likelihood scaled up, locates log tau as well and keeps the build fast
-        keep = np.linspace(0, g - 1, _TAU_GROUPS).astype(int)
-        estimate, variance, weight = estimate[keep], variance[keep], g / _TAU_GROUPS
+    # the search on an evenly spaced subset of the groups, its log-likelihood scaled
+    # up (keeps the build fast); the final 9 points on every group
+    keep = np.linspace(0, g - 1, min(g, _TAU_GROUPS)).astype(int)
     log_sigma = np.log(np.broadcast_to(np.asarray(sigma, dtype=float), (1,) if shared else (d,)))
 
-    def density(log_tau):
-        ll = weight * _profile_loglik(estimate, variance, np.broadcast_to(log_tau, (d,)))
+    def density(log_tau, rows=slice(None)):
+        est, var = estimate[rows], variance[rows]
+        ll = g / len(est) * _profile_loglik(est, var, np.broadcast_to(log_tau, (d,)))
         if shared:
             ll = np.sum(ll, keepdims=True)
         return ll - 0.5 * np.exp(2.0 * (log_tau - log_sigma)) + log_tau
 
     coarse = log_sigma + np.linspace(-12.0, 2.0, 29)[:, None]  # steps of 0.5
-    values = np.array([density(t) for t in coarse])
+    values = np.array([density(t, keep) for t in coarse])
     best = coarse[np.argmax(values, axis=0), np.arange(coarse.shape[1])]
     width = _half_width(coarse, values)
-    for step in (0.125, 0.03125):  # refine twice, 9 points each
-        offsets = step * np.arange(-4, 5)[:, None]
-        fine = best + offsets
-        values = np.array([density(t) for t in fine])
-        best = fine[np.argmax(values, axis=0), np.arange(fine.shape[1])]
-    # quadratic fit around the mode: curvature 2 a of a t^2 + b t + c (t from the old best)
-    a, b = np.polynomial.polynomial.polyfit(offsets[:, 0], values, 2)[::-1][:2]
-    best = fine[4]
+    offsets = np.arange(-4, 5)[:, None]
+    # refine twice, 9 points around the best so far
+    for step, rows in ((0.125, keep), (0.03125, slice(None))):
+        around = best
+        values = np.array([density(around + step * o, rows) for o in offsets])
+        best = around + step * offsets[np.argmax(values, axis=0), 0]
+    # quadratic fit of the last 9 points: curvature 2 a of a t^2 + b t + c, t - around
+    a, b = np.polynomial.polynomial.polyfit(step * offsets[:, 0], values, 2)[::-1][:2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        center = np.where(a < 0, best - b / (2.0 * a), best)
+        center = np.where(a < 0, around - b / (2.0 * a), around)
         scale = np.where(a < 0, 1.0 / np.sqrt(-2.0 * np.minimum(a, -0.5)), 1.0)
     # a skewed (wide) density: its width where it is half a log unit below the mode
     scale = np.where(scale > 0.2, np.clip(width, scale, 1.0), scale)
-    center = np.clip(center, fine[0], fine[-1])
+    center = np.clip(center, around - 4 * step, around + 4 * step)
     if shared:
         return center[0], scale[0]
     return center, scale
