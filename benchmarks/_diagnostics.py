@@ -10,6 +10,9 @@ monotone sequences); tests compare both on random and autocorrelated draws.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import special, stats
 
@@ -112,12 +115,16 @@ def _invalid(x: np.ndarray) -> np.ndarray:
     return ~np.isfinite(x).all(axis=(1, 2))
 
 
-def rank_diagnostics(x: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def rank_diagnostics(
+    x: np.ndarray, chunk: int = 1024, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Rank-normalized split R-hat and bulk ESS of every entry of ``x`` ``(chain, draw, ...)``.
 
     R-hat is ``max(bulk, folded)`` as in ArviZ (NaN for constant or non-finite entries,
     fewer than 2 chains or 4 draws); bulk ESS is the total number of draws for a
-    constant entry. One ranking of the split chains serves both.
+    constant entry. One ranking of the split chains serves both. Entries are processed
+    in chunks of ``chunk``, on ``workers`` threads (default: one per CPU core; sorting and
+    FFTs release the GIL).
 
     Returns
     -------
@@ -155,11 +162,21 @@ def rank_diagnostics(x: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.n
 
     flat = x.reshape(c, n, -1)
     out = both.reshape(2, -1)
-    for start in range(0, flat.shape[2], chunk):
+
+    def one(start: int) -> None:
         part = np.ascontiguousarray(
             np.moveaxis(flat[:, :, start : start + chunk], 2, 0), dtype=float
         )
         out[:, start : start + chunk] = fn(part)
+
+    starts = range(0, flat.shape[2], chunk)
+    workers = min(workers or os.cpu_count() or 1, len(starts))
+    if workers <= 1:
+        for start in starts:
+            one(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, starts))
     return both[0], both[1]
 
 

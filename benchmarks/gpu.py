@@ -145,7 +145,6 @@ def measure(args: argparse.Namespace, report: dict[str, Any]) -> None:
     import jax
 
     import groupcov
-    from _diagnostics import rank_diagnostics
     from _harness import CompileEvents
 
     events = CompileEvents().install()
@@ -188,25 +187,43 @@ def measure(args: argparse.Namespace, report: dict[str, Any]) -> None:
     first = events.snapshot()
     t["xla_compile_first_fit"] = first["backend_compile_s"]
     report["persistent_cache_hits"] = first["cache_hits"]
+    report["jax_compile_events_first_fit"] = first
     report["peak_rss_mb_after_first_fit"] = _peak_rss_mb()
+    report["sampling_s"] = t["first_fit"]
+    report["sampling_s_is"] = "first fit (translation and compilation included)"
+    _diagnose(res, report, "first_fit", args.workers)
+    _finish(report, args)  # a partial report, in case the second fit cannot complete
 
-    sampling = t["first_fit"]
-    if not args.no_refit:
-        del res
-        step = time.perf_counter()
-        res = model.fit(**{**kw, "random_seed": args.seed + 1})
-        t["second_fit"] = sampling = time.perf_counter() - step
-        t["xla_compile_second_fit"] = (
-            events.snapshot()["backend_compile_s"] - first["backend_compile_s"]
+    if args.no_refit:
+        return
+    elapsed = time.perf_counter() - report["_t0"]
+    if args.deadline_s is not None and elapsed + 1.2 * t["first_fit"] > args.deadline_s:
+        report["second_fit_skipped"] = (
+            f"{elapsed:.0f} s elapsed + 1.2 x the first fit's {t['first_fit']:.0f} s "
+            f"> --deadline-s {args.deadline_s:.0f}"
         )
-    report["sampling_s"] = sampling
-    report["sampling_s_is"] = "first fit (compile included)" if args.no_refit else "second fit"
+        return
+    del res
+    step = time.perf_counter()
+    res = model.fit(**{**kw, "random_seed": args.seed + 1})
+    t["second_fit"] = time.perf_counter() - step
+    t["xla_compile_second_fit"] = (
+        events.snapshot()["backend_compile_s"] - first["backend_compile_s"]
+    )
+    report["sampling_s"] = t["second_fit"]
+    report["sampling_s_is"] = "second fit (compiled program reused)"
+    _diagnose(res, report, "second_fit", args.workers)
+
+
+def _diagnose(res: Any, report: dict[str, Any], fit: str, workers: int | None) -> None:
+    """R-hat, bulk ESS, divergences and leapfrog steps of one fit; targets against it."""
+    from _diagnostics import rank_diagnostics
 
     step = time.perf_counter()
     post = res.idata.posterior
     rhat_max, ess_min, where = 0.0, float("inf"), {}
     for name in post.data_vars:
-        rhat, ess = rank_diagnostics(post[name].values)
+        rhat, ess = rank_diagnostics(post[name].values, workers=workers)
         if (rhat == rhat).any():
             r = float(rhat[rhat == rhat].max())
             if r > rhat_max:
@@ -214,25 +231,56 @@ def measure(args: argparse.Namespace, report: dict[str, Any]) -> None:
         e = float(ess[ess == ess].min())
         if e < ess_min:
             ess_min, where["min_ess"] = e, name
-    t["diagnostics"] = time.perf_counter() - step
+    report["seconds"][f"diagnostics_{fit}"] = time.perf_counter() - step
     stats_ds = res.idata.sample_stats
-    report["diagnostics"] = {
+    steps = stats_ds["n_steps"].values
+    diag = {
+        "fit": fit,
         "max_rhat": rhat_max,
         "min_ess_bulk": ess_min,
         "worst": where,
         "divergences": int(stats_ds["diverging"].values.sum()),
-        "mean_leapfrog_steps": float(stats_ds["n_steps"].values.mean()),
+        "mean_leapfrog_steps": float(steps.mean()),
+        "max_leapfrog_steps": int(steps.max()),
         "entries": int(sum(post[v].values[0, 0].size for v in post.data_vars)),
         "kept_variables": list(post.data_vars),
         "posterior_mb": sum(post[v].values.nbytes for v in post.data_vars) / 1e6,
     }
+    report.setdefault("diagnostics_by_fit", {})[fit] = diag
+    report["diagnostics"] = diag
+    sampling = report["sampling_s"]
     report["min_ess_per_sampling_s"] = ess_min / sampling
     report["targets"] = {
         "sampling <= 60 s": sampling <= 60.0,
         "max R-hat <= 1.01": rhat_max <= 1.01,
-        "no divergences": report["diagnostics"]["divergences"] == 0,
+        "no divergences": diag["divergences"] == 0,
     }
     report["peak_rss_mb"] = _peak_rss_mb()
+    report["device_memory"] = _device_memory()
+
+
+def _device_memory() -> dict[str, float] | None:
+    """Peak and current memory of the first JAX device in MB (None where not reported)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # CPU devices report nothing on some versions
+        return None
+    if not stats:
+        return None
+    keys = ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
+    return {k.replace("bytes", "mb"): stats[k] / 1e6 for k in keys if k in stats}
+
+
+def _finish(report: dict[str, Any], args: argparse.Namespace) -> str:
+    """The report as JSON text (without the private start time); written to ``--json``."""
+    out = {k: v for k, v in report.items() if not k.startswith("_")}
+    out["total_s"] = time.perf_counter() - report["_t0"]
+    text = json.dumps(out, indent=1, default=str)
+    if args.json:
+        Path(args.json).write_text(text)
+    return text
 
 
 def _peak_rss_mb() -> float:
@@ -255,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit(var_names=): variables kept in the posterior ('' = all)",
     )
     p.add_argument("--no-refit", action="store_true", help="fit once (sampling time = first fit)")
+    p.add_argument(
+        "--deadline-s",
+        type=float,
+        help="skip the second fit when it would likely end later than this many seconds "
+        "after the start (the report then times the first fit)",
+    )
+    p.add_argument("--workers", type=int, help="threads for the diagnostics (default: all)")
     p.add_argument("--no-install", action="store_true", help="never pip-install CUDA JAX")
     p.add_argument("--cuda", default="cuda12", help="extra of the jax package to install")
     p.add_argument("--wheels", metavar="DIR", help="install CUDA JAX from this wheel folder")
@@ -277,12 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         report["error"] = f"{type(err).__name__}: {err}"
         report["traceback"] = traceback.format_exc().splitlines()[-15:]
         rc = 1
-    report.pop("_t0")
-    report["total_s"] = time.perf_counter() - t0
-    text = json.dumps(report, indent=1, default=str)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+    print(_finish(report, args))
     return rc
 
 

@@ -50,6 +50,33 @@ def test_rank_diagnostics_shapes_and_one_chain():
     assert np.isnan(rhat).all() and np.isfinite(ess).all()
 
 
+def test_rank_diagnostics_threads_change_nothing():
+    x = _ar1(np.random.default_rng(1), 4, 100, 37, 0.6)
+    one = rank_diagnostics(x, chunk=5, workers=1)
+    many = rank_diagnostics(x, chunk=5, workers=3)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+
+
+def test_gpu_script_reports_a_fit_and_skips_a_late_second_one(tmp_path):
+    """benchmarks/gpu.py end to end on the CPU at a tiny size: every step timed, the
+    diagnostics of the first fit kept, the second fit skipped past the deadline."""
+    import json
+
+    import gpu
+
+    out = tmp_path / "report.json"
+    argv = ["--groups", "4", "--rows", "40", "--draws", "40", "--tune", "40", "--no-install"]
+    assert gpu.main([*argv, "--deadline-s", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert "error" not in report
+    assert set(report["seconds"]) >= {"simulate", "reduce", "build", "first_fit"}
+    diag = report["diagnostics"]
+    assert diag["fit"] == "first_fit" and diag["entries"] == 4 * (5 + 5 + 25)
+    assert 0 < diag["min_ess_bulk"] <= 160 and diag["max_rhat"] > 0.9
+    assert "second_fit" not in report["seconds"] and "--deadline-s" in report["second_fit_skipped"]
+
+
 def test_cpc_cholesky_matches_the_datasets_reference():
     from groupcov.datasets import _cpc_to_chol
 
