@@ -464,7 +464,7 @@ def posterior_diagnostics(
     copies (e.g. ``A_chol_cholesky-cov-packed__``, which nutpie keeps in the
     posterior and NumPyro does not), so every sampler is scored on the same set.
     ``engine="vectorized"`` (default) computes ArviZ's rank-normalized split R-hat
-    and bulk ESS for all entries at once (:mod:`_diagnostics`, equal to ArviZ to
+    and bulk ESS for all entries at once (:mod:`groupcov.diagnostics`, equal to ArviZ to
     rounding); ``"arviz"`` calls ``az.rhat`` / ``az.ess`` (one entry at a time:
     hours for 10^5 entries).
     """
@@ -484,7 +484,7 @@ def posterior_diagnostics(
         import xarray as xr
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from _diagnostics import rank_diagnostics
+        from groupcov.diagnostics import rank_diagnostics
 
         both = {n: rank_diagnostics(post[n].values) for n in names}
         rhat = xr.Dataset({n: (post[n].dims[2:], both[n][0]) for n in names})

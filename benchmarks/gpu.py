@@ -17,7 +17,7 @@ Steps and what they time:
    and XLA compilation; a second fit of the same model (``--no-refit`` skips it) reuses
    the compiled program, so its time is the sampling time;
 4. min bulk ESS and max R-hat over the kept variables (rank-normalized, as ArviZ, but
-   vectorized over all entries: ``_diagnostics``).
+   vectorized over all entries: ``groupcov.diagnostics``).
 
 Run from the repository root::
 
@@ -217,7 +217,7 @@ def measure(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 def _diagnose(res: Any, report: dict[str, Any], fit: str, workers: int | None) -> None:
     """R-hat, bulk ESS, divergences and leapfrog steps of one fit; targets against it."""
-    from _diagnostics import rank_diagnostics
+    from groupcov.diagnostics import rank_diagnostics
 
     step = time.perf_counter()
     post = res.idata.posterior

@@ -1,61 +1,15 @@
 """The benchmark suite's own machinery: diagnostics, data generation, process limits."""
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from _diagnostics import rank_diagnostics  # noqa: E402
 from _harness import run_worker  # noqa: E402
 from _sizes import Size, batched_cpc_chol, simulate_arrays  # noqa: E402
-
-
-def _ar1(rng, chains, draws, k, phi):
-    e = rng.standard_normal((chains, draws, k))
-    x = np.empty_like(e)
-    x[:, 0] = e[:, 0]
-    for t in range(1, draws):
-        x[:, t] = phi * x[:, t - 1] + e[:, t]
-    return x
-
-
-@pytest.mark.parametrize("draws", [5, 51, 200])
-@pytest.mark.parametrize("phi", [-0.7, 0.0, 0.9, 0.999])
-def test_rank_diagnostics_equal_arviz(draws, phi):
-    from arviz.stats.diagnostics import _ess_bulk, _rhat_rank
-
-    rng = np.random.default_rng(draws)
-    x = _ar1(rng, 4, draws, 5, phi)
-    x[..., 1] += np.arange(4)[:, None]  # chains disagree
-    x[..., 2] = 3.0  # constant
-    x[..., 3] = np.round(x[..., 3])  # ties
-    rhat, ess = rank_diagnostics(x, chunk=2)  # several chunks
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore")
-        want_rhat = np.array([_rhat_rank(x[..., k]) for k in range(5)])
-        want_ess = np.array([_ess_bulk(x[..., k]) for k in range(5)])
-    np.testing.assert_allclose(rhat, want_rhat, rtol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(ess, want_ess, rtol=1e-12, equal_nan=True)
-
-
-def test_rank_diagnostics_shapes_and_one_chain():
-    rng = np.random.default_rng(0)
-    rhat, ess = rank_diagnostics(rng.standard_normal((1, 40, 2, 3)))
-    assert rhat.shape == ess.shape == (2, 3)
-    assert np.isnan(rhat).all() and np.isfinite(ess).all()
-
-
-def test_rank_diagnostics_threads_change_nothing():
-    x = _ar1(np.random.default_rng(1), 4, 100, 37, 0.6)
-    one = rank_diagnostics(x, chunk=5, workers=1)
-    many = rank_diagnostics(x, chunk=5, workers=3)
-    np.testing.assert_array_equal(one[0], many[0])
-    np.testing.assert_array_equal(one[1], many[1])
 
 
 def test_gpu_script_reports_a_fit_and_skips_a_late_second_one(tmp_path):

@@ -517,10 +517,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    import arviz as az
-
     from groupcov import GroupCovModel
     from groupcov.datasets import two_groups
+    from groupcov.diagnostics import summarize
 
     sim = two_groups(n_per_group=args.rows, seed=args.data_seed)
     print(
@@ -538,34 +537,39 @@ def _demo(args: argparse.Namespace) -> int:
         random_seed=args.seed,
         progressbar=False,
     )
-    post = result.idata.posterior
-    hdi = az.hdi(post[["mu", "cov"]], hdi_prob=0.94)
-    rhat = az.rhat(post[["mu", "cov"]])
-    ess = az.ess(post[["mu", "cov"]], method="bulk")
+    post = result.posterior
+    summary = {
+        name: summarize(
+            post[name].transpose("chain", "draw", "group", ...).values,
+            0.94,
+            columns=("mean", "hdi_low", "hdi_high", "r_hat", "ess_bulk"),
+        )
+        for name in ("mu", "cov")
+    }
     feats = sim.features
+    groups = [str(g) for g in post["group"].values]
     rows = []
     for g in sim.mean:
+        k = groups.index(str(g))
         for i, f in enumerate(feats):
-            rows.append((g, "mu", {"feature": f}, f"mu[{f}]", sim.mean[g][i]))
+            rows.append((g, "mu", (k, i), f"mu[{f}]", sim.mean[g][i]))
         for i, f in enumerate(feats):
             for j, h in enumerate(feats):
-                sel = {"feature": f, "feature_": h}
-                rows.append((g, "cov", sel, f"cov[{f},{h}]", sim.cov[g][i, j]))
+                rows.append((g, "cov", (k, i, j), f"cov[{f},{h}]", sim.cov[g][i, j]))
     inside = 0
     header = (
         f"{'group':<6}{'parameter':<12}{'true':>8}{'mean':>9}{'94% HDI':>20}"
         f"{'R-hat':>8}{'ESS':>7}"
     )
     print("\n" + header + "\n" + "-" * len(header))
-    for g, name, sel, label, t in rows:
-        sel = {"group": g, **sel}
-        low, high = (float(v) for v in hdi[name].sel(sel).values)
-        ok = low <= t <= high
+    for g, name, at, label, t in rows:
+        s = {key: float(values[at]) for key, values in summary[name].items()}
+        ok = s["hdi_low"] <= t <= s["hdi_high"]
         inside += ok
-        interval = f"[{low:.3f}, {high:.3f}]"
+        interval = f"[{s['hdi_low']:.3f}, {s['hdi_high']:.3f}]"
         print(
-            f"{g:<6}{label:<12}{t:>8.3f}{float(post[name].sel(sel).mean()):>9.3f}"
-            f"{interval:>20}{float(rhat[name].sel(sel)):>8.3f}{float(ess[name].sel(sel)):>7.0f}"
+            f"{g:<6}{label:<12}{t:>8.3f}{s['mean']:>9.3f}"
+            f"{interval:>20}{s['r_hat']:>8.3f}{s['ess_bulk']:>7.0f}"
             f"{'' if ok else '  <- outside'}"
         )
     diag = result.diagnostics()
@@ -574,7 +578,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"max R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
         f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
         f"({diag.chains} chains x {diag.draws} draws, sampler "
-        f"{result.idata.posterior.attrs.get('sampler')}); "
+        f"{post.attrs.get('sampler')}); "
         f"{time.perf_counter() - start:.1f} s"
     )
     good = inside == len(rows) and diag.max_r_hat <= 1.01 and diag.divergences == 0

@@ -112,30 +112,29 @@ def variable_diagnostics(result) -> list[VariableDiagnostics]:
         one row ``"(sampler parameters)"`` over every other sampled variable except
         ``cov`` (a function of ``sigma`` and ``corr``).
     """
-    import arviz as az
+    from groupcov.result import variable_convergence
 
-    post = result.idata.posterior
+    post = result.posterior
     names = [v for v in post.data_vars if v != "cov"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhat = az.rhat(post[names])
-        ess_b = az.ess(post[names], method="bulk")
-        ess_t = az.ess(post[names], method="tail")
+    per_variable = variable_convergence(post, names)
 
-    def worst(ds, vars_, fn):
-        vals = np.concatenate([np.ravel(ds[v].values) for v in vars_]) if vars_ else np.zeros(0)
+    def worst(key, vars_, fn):
+        vals = [np.ravel(per_variable[v][key]) for v in vars_]
+        vals = np.concatenate(vals) if vals else np.zeros(0)
         vals = vals[np.isfinite(vals)]
         return float(fn(vals)) if vals.size else float("nan")
 
     out = [
-        VariableDiagnostics(v, worst(rhat, [v], np.max), worst(ess_b, [v], np.min),
-                            worst(ess_t, [v], np.min))
+        VariableDiagnostics(v, worst("r_hat", [v], np.max), worst("ess_bulk", [v], np.min),
+                            worst("ess_tail", [v], np.min))
         for v in _REPORTED
         if v in post
     ]
     rest = [v for v in names if v not in _REPORTED]
     if rest:
-        out.append(VariableDiagnostics("(sampler parameters)", worst(rhat, rest, np.max),
-                                       worst(ess_b, rest, np.min), worst(ess_t, rest, np.min)))
+        out.append(VariableDiagnostics("(sampler parameters)", worst("r_hat", rest, np.max),
+                                       worst("ess_bulk", rest, np.min),
+                                       worst("ess_tail", rest, np.min)))
     return out
 
 

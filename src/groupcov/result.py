@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from groupcov.diagnostics import summarize
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = [
     "Diagnostics",
     "GroupCovResult",
     "group_log_likelihood",
     "stats_from_constant_data",
+    "variable_convergence",
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -161,6 +166,35 @@ def stats_from_constant_data(constant_data: xr.Dataset) -> SufficientStats:
     )
 
 
+def variable_convergence(post: xr.Dataset, names: list[str]) -> dict[str, dict]:
+    """R-hat, bulk and tail ESS of each quantity of each variable in ``names``.
+
+    A matrix over ``("feature", "feature_")`` contributes its lower triangle only
+    (without the diagonal for ``corr``, whose diagonal is constant): the upper triangle
+    repeats it.
+
+    Returns
+    -------
+    dict
+        ``{name: {"r_hat": array, "ess_bulk": array, "ess_tail": array}}``, each array
+        flat over the variable's (unique) quantities.
+    """
+    out = {}
+    for name in names:
+        da = post[name]
+        if "feature" in da.dims and "feature_" in da.dims:
+            da = da.transpose("chain", "draw", ..., "feature", "feature_")
+            p = da.sizes["feature"]
+            rows, cols = np.tril_indices(p, k=-1 if name == "corr" else 0)
+            values = da.values[..., rows, cols]
+        else:
+            da = da.transpose("chain", "draw", ...)
+            values = da.values
+        values = values.reshape(*values.shape[:2], -1)
+        out[name] = summarize(values, columns=("r_hat", "ess_bulk", "ess_tail"))
+    return out
+
+
 class GroupCovResult:
     """Posterior of per-group means and covariances.
 
@@ -171,20 +205,65 @@ class GroupCovResult:
         ``corr`` and ``cov (group, feature, feature_)`` in the data's units plus the
         hyper-parameters of hierarchical modes; ``sample_stats``; ``log_likelihood``
         (``obs``: one value per group, for leave-one-group-out LOO); ``constant_data``
-        with each group's ``n``, ``mean`` and ``scatter``.
+        with each group's ``n``, ``mean`` and ``scatter``. Assembled on first use:
+        the tables, diagnostics and point estimates read :attr:`posterior` and
+        :attr:`sample_stats` directly, without importing ArviZ.
     stats : SufficientStats
         The statistics the model was fitted to.
     """
 
-    def __init__(self, idata: az.InferenceData, stats: SufficientStats, spec: dict | None = None):
-        self.idata = idata
+    def __init__(
+        self,
+        idata: az.InferenceData | Mapping[str, xr.Dataset],
+        stats: SufficientStats,
+        spec: dict | None = None,
+    ):
+        if isinstance(idata, Mapping):
+            self._groups: dict[str, xr.Dataset] | None = dict(idata)
+            self._idata = None
+        else:
+            self._groups, self._idata = None, idata
         self.stats = stats
         self.spec = dict(spec or {})
 
+    @property
+    def idata(self) -> az.InferenceData:
+        """The fit as an ArviZ InferenceData (built from the groups on first access)."""
+        if self._idata is None:
+            import arviz as az
+
+            self._idata = az.InferenceData(**self._groups)
+            self._groups = None
+        return self._idata
+
+    def _group(self, name: str) -> xr.Dataset | None:
+        if self._idata is not None:
+            return getattr(self._idata, name, None)
+        return self._groups.get(name)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws ``(chain, draw, ...)`` of every kept variable."""
+        return self._group("posterior")
+
+    @property
+    def sample_stats(self) -> xr.Dataset | None:
+        """The sampler's statistics per draw (``diverging``, ``n_steps``, ...)."""
+        return self._group("sample_stats")
+
     @classmethod
-    def from_posterior(cls, idata, stats: SufficientStats, spec: dict | None = None):
-        """Add the group-level log-likelihood and the statistics to a sampled idata."""
-        post = idata.posterior
+    def from_posterior(
+        cls,
+        idata: az.InferenceData | Mapping[str, xr.Dataset],
+        stats: SufficientStats,
+        spec: dict | None = None,
+    ) -> GroupCovResult:
+        """Add the group-level log-likelihood and the statistics to sampled draws.
+
+        ``idata`` is an InferenceData or a mapping of group names (``posterior``,
+        ``sample_stats``) to datasets.
+        """
+        post = idata["posterior"] if isinstance(idata, Mapping) else idata.posterior
         group_dim = "group"
         groups = {"constant_data": _constant_data(stats, group_dim, post[group_dim])}
         loglik = _posterior_log_likelihood(stats, post)
@@ -193,13 +272,15 @@ class GroupCovResult:
                 {"obs": (("chain", "draw", group_dim), loglik)},
                 coords={"chain": post.chain, "draw": post.draw, group_dim: post[group_dim]},
             )
+        if isinstance(idata, Mapping):
+            return cls({**idata, **groups}, stats, spec)
         idata.add_groups(**groups)
         return cls(idata, stats, spec)
 
     @property
     def groups(self) -> list:
         """Group labels."""
-        return list(self.idata.posterior["group"].values)
+        return list(self.posterior["group"].values)
 
     @property
     def features(self) -> list[str]:
@@ -208,24 +289,19 @@ class GroupCovResult:
 
     def diagnostics(self) -> Diagnostics:
         """Worst R-hat and ESS over ``mu``, ``sigma``, ``corr`` and the hyper-parameters."""
-        post = self.idata.posterior
-        names = [v for v in post.data_vars if v != "cov"]
-        with np.errstate(invalid="ignore", divide="ignore"):  # constant corr diagonals
-            rhat = az.rhat(self.idata, var_names=names)
-            ess_b = az.ess(self.idata, var_names=names, method="bulk")
-            ess_t = az.ess(self.idata, var_names=names, method="tail")
+        post = self.posterior
+        per_variable = variable_convergence(post, [v for v in post.data_vars if v != "cov"])
 
-        def worst(ds, fn):
-            vals = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+        def worst(key, fn):
+            vals = np.concatenate([np.ravel(d[key]) for d in per_variable.values()])
             vals = vals[np.isfinite(vals)]
             return float(fn(vals)) if vals.size else float("nan")
 
-        sample_stats = getattr(self.idata, "sample_stats", None)
-        div = None if sample_stats is None else sample_stats.get("diverging")
+        div = self.sample_stats.get("diverging") if self.sample_stats is not None else None
         return Diagnostics(
-            max_r_hat=worst(rhat, np.max),
-            min_ess_bulk=worst(ess_b, np.min),
-            min_ess_tail=worst(ess_t, np.min),
+            max_r_hat=worst("r_hat", np.max),
+            min_ess_bulk=worst("ess_bulk", np.min),
+            min_ess_tail=worst("ess_tail", np.min),
             divergences=int(div.values.sum()) if div is not None else 0,
             draws=int(post.sizes["draw"]),
             chains=int(post.sizes["chain"]),
@@ -237,21 +313,16 @@ class GroupCovResult:
         Columns: ``group``, ``parameter`` (``mu[x]``, ``sigma[x]``, ``corr[x,y]``,
         ``cov[x,y]``; each matrix entry once), ``mean``, ``sd``, ``hdi_low``,
         ``hdi_high``, ``r_hat``, ``ess_bulk``, ``ess_tail``. Parameters not kept in
-        the posterior (``fit(var_names=...)``) are left out.
+        the posterior (``fit(var_names=...)``) are left out. The same definitions as
+        ArviZ's ``summary`` (rank-normalized R-hat, bulk and tail ESS, HDI), computed
+        for all groups at once (:mod:`groupcov.diagnostics`).
         """
-        post = self.idata.posterior
+        post = self.posterior
         feats = self.features
         p = len(feats)
         names = [n for n in _PARAMETERS if n in post]
         if not names:
             raise KeyError(f"the posterior keeps none of {list(_PARAMETERS)}")
-        with np.errstate(invalid="ignore", divide="ignore"):  # constant corr diagonals
-            hdi = az.hdi(post[names], hdi_prob=hdi_prob)
-            rhat = az.rhat(post[names])
-            ess_b = az.ess(post[names], method="bulk")
-            ess_t = az.ess(post[names], method="tail")
-        mean = post[names].mean(("chain", "draw"))
-        sd = post[names].std(("chain", "draw"), ddof=1)
         groups = np.asarray(post["group"].values, dtype=object)
         tables = []
         for name in names:
@@ -264,22 +335,11 @@ class GroupCovResult:
                 labels = [f"{name}[{feats[i]},{feats[j]}]" for i, j in index]
             if not index:
                 continue
-
-            def pick(values, index=index):
-                cols = tuple(np.array(c) for c in zip(*index, strict=True))
-                return values[(slice(None), *cols)]  # (group, entry)
-
-            low_high = hdi[name].transpose("group", ..., "hdi").values
-            columns = {
-                "mean": pick(mean[name].transpose("group", ...).values),
-                "sd": pick(sd[name].transpose("group", ...).values),
-                "hdi_low": pick(low_high[..., 0]),
-                "hdi_high": pick(low_high[..., 1]),
-                "r_hat": pick(rhat[name].transpose("group", ...).values),
-                "ess_bulk": pick(ess_b[name].transpose("group", ...).values),
-                "ess_tail": pick(ess_t[name].transpose("group", ...).values),
-            }
-            g_count, k = columns["mean"].shape
+            values = post[name].transpose("chain", "draw", "group", ...).values
+            cols = tuple(np.array(c) for c in zip(*index, strict=True))
+            picked = values[(slice(None), slice(None), slice(None), *cols)]  # (c, d, G, k)
+            columns = summarize(picked, hdi_prob)
+            g_count, k = picked.shape[2:]
             table = pd.DataFrame({k_: v.ravel() for k_, v in columns.items()})
             table.insert(0, "parameter", np.tile(labels, g_count))
             table.insert(0, "group", np.repeat(groups, k))
@@ -292,7 +352,7 @@ class GroupCovResult:
     def _posterior_mean(self, name: str, group) -> xr.DataArray:
         if group not in self.groups:
             raise KeyError(f"unknown group {group!r}; groups are {self.groups}")
-        return self.idata.posterior[name].sel(group=group).mean(("chain", "draw"))
+        return self.posterior[name].sel(group=group).mean(("chain", "draw"))
 
     def covariance(self, group) -> pd.DataFrame:
         """Posterior mean covariance matrix of ``group``, labeled by feature."""
@@ -338,6 +398,8 @@ class GroupCovResult:
         path = Path(path)
         if path.is_dir():
             path = path / "posterior.nc"
+        import arviz as az
+
         with az.rc_context({"data.load": "eager"}):
             idata = az.from_netcdf(str(path))
         if "constant_data" not in idata.groups() or "posterior" not in idata.groups():

@@ -1,4 +1,4 @@
-"""Inference: one dispatch point from a PyMC model to an ArviZ InferenceData."""
+"""Inference: one dispatch point from a PyMC model to posterior draws in xarray datasets."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
+import xarray as xr
 
 from groupcov.inference.backends import SamplerOutput, SamplerSettings
 from groupcov.inference.jax_backend import cache_dir, sample_numpyro
 from groupcov.inference.other_backends import sample_nutpie, sample_pymc
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "run_sampler", "sample_structure"]
 
@@ -77,7 +81,9 @@ def run_sampler(
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
         out = SAMPLERS[sampler](model, settings, **kwargs)
-    return _to_inference_data(model, out, sampler, settings)
+    import arviz as az
+
+    return az.InferenceData(**_to_groups(model, out, sampler, settings))
 
 
 def _settings(sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, kwargs):
@@ -165,7 +171,7 @@ def sample_structure(
     var_names: list[str] | None = None,
     thin: int = 1,
     **kwargs,
-) -> az.InferenceData:
+) -> az.InferenceData | dict[str, xr.Dataset]:
     """Sample a model known by its structure, compiling it at most once per machine.
 
     ``structure`` (a tuple of plain values) together with the shapes of ``values``
@@ -177,7 +183,10 @@ def sample_structure(
 
     Returns
     -------
-    arviz.InferenceData
+    dict or arviz.InferenceData
+        With NumPyro, ``{"posterior": ..., "sample_stats": ...}`` as xarray datasets
+        (ArviZ is not imported); with the other back-ends, :func:`run_sampler`'s
+        InferenceData.
     """
     from groupcov.inference.jax_backend import (
         chain_mapping,
@@ -193,8 +202,16 @@ def sample_structure(
     )
     if sampler != "numpyro":
         return run_sampler(
-            build(), sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-            progressbar=progressbar, var_names=var_names, thin=thin, **kwargs,
+            build(),
+            sampler,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            var_names=var_names,
+            thin=thin,
+            **kwargs,
         )
     kwargs.pop("target_accept", None)
     enable_compilation_cache()
@@ -219,12 +236,12 @@ def sample_structure(
     out = run_program(program, values, settings)
     out.attrs["sampling_time"] = time.perf_counter() - start
     dims = dict(program.outputs)
-    return _idata(out, dims, coords, sampler)
+    return _groups(out, dims, coords, sampler)
 
 
-def _to_inference_data(
+def _to_groups(
     model, out: SamplerOutput, sampler: str, settings: SamplerSettings
-) -> az.InferenceData:
+) -> dict[str, xr.Dataset]:
     keep = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
     if settings.var_names is not None:
         keep &= set(settings.var_names)
@@ -237,18 +254,36 @@ def _to_inference_data(
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
     dims = {k: list(v) for k, v in model.named_vars_to_dims.items() if k in keep}
     out = SamplerOutput({k: v for k, v in out.draws.items() if k in keep}, out.stats, out.attrs)
-    return _idata(out, dims, coords, sampler)
+    return _groups(out, dims, coords, sampler)
 
 
-def _idata(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> az.InferenceData:
-    stats = {k: np.asarray(v) for k, v in out.stats.items()}
+def _dataset(arrays: dict, dims: dict, coords: dict, attrs: dict) -> xr.Dataset:
+    """Arrays ``(chain, draw, ...)`` as a dataset, laid out as ``az.from_dict`` does:
+    integer ``chain`` and ``draw`` coordinates, unnamed axes called ``{name}_dim_{i}``,
+    and integer coordinates for dims without labels."""
+    variables, used = {}, {}
+    for name, values in arrays.items():
+        values = np.asarray(values)
+        named = list(dims.get(name, ()))
+        extra = values.ndim - 2 - len(named)
+        names = [
+            "chain",
+            "draw",
+            *named,
+            *(f"{name}_dim_{i}" for i in range(len(named), len(named) + extra)),
+        ]
+        variables[name] = (names, values)
+        used.update(zip(names, values.shape, strict=True))
+    labels = {
+        d: (np.arange(size) if d in ("chain", "draw") or d not in coords else list(coords[d]))
+        for d, size in used.items()
+    }
+    return xr.Dataset(variables, coords=labels, attrs=dict(attrs))
+
+
+def _groups(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> dict[str, xr.Dataset]:
     attrs = {**out.attrs, "sampler": sampler}
-    used = {d for name in out.draws for d in dims.get(name, ())}
-    coords = {k: list(v) for k, v in coords.items() if k in used}
-    idata = az.from_dict(
-        posterior=out.draws, sample_stats=stats, coords=coords,
-        dims={k: list(v) for k, v in dims.items() if k in out.draws},
-    )
-    for group in ("posterior", "sample_stats"):
-        idata[group].attrs.update(attrs)
-    return idata
+    return {
+        "posterior": _dataset(out.draws, dims, coords, attrs),
+        "sample_stats": _dataset(out.stats, {}, {}, attrs),
+    }

@@ -1,0 +1,106 @@
+"""groupcov.diagnostics against ArviZ 0.23, quantity by quantity."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from groupcov.diagnostics import ess_bulk, ess_tail, hdi, rank_diagnostics, rhat, summarize
+
+
+def _ar1(rng, chains, draws, k, phi):
+    e = rng.standard_normal((chains, draws, k))
+    x = np.empty_like(e)
+    x[:, 0] = e[:, 0]
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x
+
+
+def _hard_cases(rng, chains, draws, phi):
+    x = _ar1(rng, chains, draws, 6, phi)
+    x[..., 1] += np.arange(chains)[:, None]  # chains disagree
+    x[..., 2] = 3.0  # constant
+    x[..., 3] = np.round(x[..., 3])  # ties
+    x[..., 4] = np.exp(x[..., 4])  # skewed
+    return x
+
+
+def _arviz(x, hdi_prob=0.94):
+    import arviz as az
+    from arviz.stats.diagnostics import _ess_bulk, _ess_tail, _rhat_rank
+
+    k = x.shape[-1]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        intervals = np.array([az.hdi(x[..., j].ravel(), hdi_prob=hdi_prob) for j in range(k)])
+        return {
+            "mean": x.mean(axis=(0, 1)),
+            "sd": x.reshape(-1, k).std(axis=0, ddof=1),
+            "hdi_low": intervals[:, 0],
+            "hdi_high": intervals[:, 1],
+            "r_hat": np.array([_rhat_rank(x[..., j]) for j in range(k)]),
+            "ess_bulk": np.array([_ess_bulk(x[..., j]) for j in range(k)]),
+            "ess_tail": np.array([_ess_tail(x[..., j]) for j in range(k)]),
+        }
+
+
+@pytest.mark.parametrize("chains", [1, 4])
+@pytest.mark.parametrize("draws", [5, 51, 200])
+@pytest.mark.parametrize("phi", [-0.7, 0.0, 0.9, 0.999])
+def test_summarize_equals_arviz(chains, draws, phi):
+    rng = np.random.default_rng(draws + 10 * chains)
+    x = _hard_cases(rng, chains, draws, phi)
+    got = summarize(x, chunk=2)  # several chunks, on threads
+    want = _arviz(x)
+    for key, values in want.items():
+        np.testing.assert_allclose(
+            got[key], values, rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=key
+        )
+
+
+def test_summarize_hdi_prob_and_nan_quantities():
+    rng = np.random.default_rng(3)
+    x = _ar1(rng, 4, 300, 3, 0.5)
+    x[2, 10, 1] = np.nan
+    got = summarize(x, hdi_prob=0.5)
+    want = _arviz(np.where(np.isnan(x), 0.0, x), hdi_prob=0.5)
+    np.testing.assert_allclose(got["hdi_low"][[0, 2]], want["hdi_low"][[0, 2]], rtol=1e-12)
+    np.testing.assert_allclose(got["hdi_high"][[0, 2]], want["hdi_high"][[0, 2]], rtol=1e-12)
+    for key in ("r_hat", "ess_bulk", "ess_tail"):
+        assert np.isnan(got[key][1]) and np.isfinite(got[key][[0, 2]]).all(), key
+
+
+def test_shapes_wrappers_and_threads_change_nothing():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40, 2, 5))
+    s = summarize(x)
+    assert all(v.shape == (2, 5) for v in s.values())
+    np.testing.assert_array_equal(rhat(x), s["r_hat"])
+    np.testing.assert_array_equal(ess_bulk(x), s["ess_bulk"])
+    np.testing.assert_array_equal(ess_tail(x), s["ess_tail"])
+    np.testing.assert_array_equal(hdi(x)[..., 1], s["hdi_high"])
+    r, e = rank_diagnostics(x, chunk=3, workers=1)
+    r3, e3 = rank_diagnostics(x, chunk=3, workers=3)
+    np.testing.assert_array_equal(r, r3)
+    np.testing.assert_array_equal(e, e3)
+    np.testing.assert_array_equal(r, s["r_hat"])
+
+
+def test_diagnostics_detect_what_they_should():
+    rng = np.random.default_rng(1)
+    good = rng.standard_normal((4, 1000, 1))
+    stuck = good + np.array([0.0, 0.0, 0.0, 1.0])[:, None, None]
+    sticky = _ar1(rng, 4, 1000, 1, 0.99)
+    assert rhat(good)[0] < 1.01 and rhat(stuck)[0] > 1.05
+    assert ess_bulk(good)[0] > 3000 and ess_bulk(sticky)[0] < 100
+    assert ess_tail(good)[0] > 2500 and ess_tail(sticky)[0] < 100
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown summary columns"):
+        summarize(np.zeros((2, 10)), columns=("median",))
+    with pytest.raises(ValueError, match="hdi_prob"):
+        summarize(np.zeros((2, 10)), hdi_prob=1.5)
+    with pytest.raises(ValueError, match=r"\(chain, draw"):
+        summarize(np.zeros(10))
