@@ -73,6 +73,35 @@ def test_marginal_likelihood_matches_scipy_rows(holey):
     np.testing.assert_allclose(got, _rows_logpdf(df, "g", features, mu, cov), rtol=1e-9)
 
 
+def test_posterior_log_likelihood_in_jax_equals_numpy(holey):
+    """The per-draw log-likelihood of a fit (one compiled JAX function, chunks of
+    draws on threads, covariance rebuilt from sigma and corr) equals the NumPy one."""
+    import xarray as xr
+
+    from groupcov.result import _posterior_log_likelihood
+
+    df, features = holey
+    st = reduce(df, "g", features)
+    rng = np.random.default_rng(4)
+    chains, draws, g, p = 2, 7, st.n_groups, st.n_features
+    mu = rng.normal(size=(chains, draws, g, p))
+    a = rng.normal(size=(chains, draws, g, p, p))
+    cov = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(p)
+    sigma = np.sqrt(np.einsum("...ii->...i", cov))
+    dims = ("chain", "draw", "group", "feature")
+    post = xr.Dataset({
+        "mu": (dims, mu),
+        "sigma": (dims, sigma),
+        "corr": ((*dims, "feature_"), cov / sigma[..., :, None] / sigma[..., None, :]),
+    })
+    want = group_log_likelihood(st, mu, cov)
+    for max_bytes in (1e9, 1.0):  # one chunk per chain; one draw per chunk
+        got = _posterior_log_likelihood(st, post, max_bytes=max_bytes)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    post_cov = xr.Dataset({"mu": (dims, mu), "cov": ((*dims, "feature_"), cov)})
+    np.testing.assert_allclose(_posterior_log_likelihood(st, post_cov), want, rtol=1e-10)
+
+
 @pytest.mark.parametrize("means,covariance", [("hierarchical", "hierarchical"),
                                               ("pooled", "unpooled")])
 def test_model_likelihood_matches_scipy_rows(holey, means, covariance):
