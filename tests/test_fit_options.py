@@ -104,3 +104,49 @@ def test_saved_program_for_other_chain_mapping_is_a_miss(tmp_path, monkeypatch):
     monkeypatch.setattr(jax_backend, "chain_mapping", lambda chains: "vmap")
     assert jax_backend.load_program(str(path), 2) is None
     assert jax_backend.load_program(str(path), 3) is None
+
+
+def test_saved_programs_are_pruned_least_recently_used_first(tmp_path, monkeypatch):
+    """Past the size bound the oldest-used programs go, metadata and all; a program
+    read since (its time touched by load_program) outlives older ones."""
+    import os
+
+    from groupcov.inference import jax_backend
+
+    def entry(name, size, age):
+        path = tmp_path / name
+        path.write_bytes(b"x" * size)
+        (tmp_path / f"{name}.json").write_text("{}")
+        os.utime(path, (1e9 + age, 1e9 + age))
+        return path
+
+    old, used, new = entry("a", 400, 0), entry("b", 400, 1), entry("c", 400, 2)
+    os.utime(used, (1e9 + 3, 1e9 + 3))  # read most recently
+    removed = jax_backend.prune_programs(str(tmp_path), limit=900)
+    assert removed == [str(old)]
+    assert not old.exists() and not (tmp_path / "a.json").exists()
+    assert used.exists() and new.exists()
+    assert jax_backend.prune_programs(str(tmp_path), limit=10_000) == []
+    monkeypatch.setenv("GROUPCOV_CACHE_MAX_MB", "0.0005")  # 524 bytes
+    assert jax_backend.cache_limit_bytes() == 524
+    assert jax_backend.prune_programs(str(tmp_path)) == [str(new)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "b.json"]
+
+
+def test_jax_cache_is_bounded_unless_jax_was_told(tmp_path, monkeypatch):
+    import jax
+
+    from groupcov.inference import jax_backend
+
+    monkeypatch.setenv("GROUPCOV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GROUPCOV_CACHE_MAX_MB", "64")
+    before = jax.config.values["jax_compilation_cache_max_size"]
+    try:
+        jax.config.update("jax_compilation_cache_max_size", -1)
+        jax_backend.enable_compilation_cache()
+        assert jax.config.values["jax_compilation_cache_max_size"] == 64 * 2**20
+        jax.config.update("jax_compilation_cache_max_size", 12345)
+        jax_backend.enable_compilation_cache()
+        assert jax.config.values["jax_compilation_cache_max_size"] == 12345
+    finally:
+        jax.config.update("jax_compilation_cache_max_size", before)

@@ -32,8 +32,19 @@ def cache_dir() -> str | None:
     return path or None
 
 
+def cache_limit_bytes() -> int:
+    """Size bound of each cache (JAX's executables; saved programs), least recently used
+    entries going first: ``GROUPCOV_CACHE_MAX_MB`` (default 1024)."""
+    try:
+        megabytes = float(os.environ.get("GROUPCOV_CACHE_MAX_MB", "1024"))
+    except ValueError:
+        megabytes = 1024.0
+    return int(max(megabytes, 0.0) * 2**20)
+
+
 def enable_compilation_cache() -> None:
-    """Use JAX's persistent compilation cache (under :func:`cache_dir`)."""
+    """Use JAX's persistent compilation cache (under :func:`cache_dir`), bounded by
+    :func:`cache_limit_bytes` unless JAX's own limit was set."""
     import jax
 
     base = cache_dir()
@@ -44,8 +55,40 @@ def enable_compilation_cache() -> None:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        if jax.config.values.get("jax_compilation_cache_max_size", -1) == -1:
+            jax.config.update("jax_compilation_cache_max_size", cache_limit_bytes())
     except (OSError, AttributeError):  # read-only home or an older JAX: no cache
         pass
+
+
+def prune_programs(directory: str, limit: int | None = None) -> list[str]:
+    """Delete the least recently used saved programs until ``directory`` holds at most
+    ``limit`` bytes (default :func:`cache_limit_bytes`). Returns the removed paths."""
+    limit = cache_limit_bytes() if limit is None else limit
+    try:
+        names = [n for n in os.listdir(directory) if not n.endswith((".json", ".tmp"))]
+    except OSError:
+        return []
+    entries = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            stat = os.stat(path)
+            size = stat.st_size + os.path.getsize(path + ".json")
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, size, path))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        for victim in (path + ".json", path):  # metadata first: no half-entry looks valid
+            with contextlib.suppress(OSError):
+                os.remove(victim)
+        total -= size
+        removed.append(path)
+    return removed
 
 
 def _jax_function(model, var_names=None):
@@ -278,6 +321,7 @@ def _export(program: ChainProgram, chains: int, mapping: str, path: str, data: t
         json.dump(meta, f)
     os.replace(tmp + ".json", path + ".json")
     os.replace(tmp, path)
+    prune_programs(os.path.dirname(path))
     return _loaded_run(exported, chains, mapping)
 
 
@@ -307,6 +351,7 @@ def load_program(path: str, chains: int) -> Program | None:
             return None
         with open(path, "rb") as f:
             blob = f.read()
+        os.utime(path)  # recently used: pruned last
         exported = export.deserialize(bytearray(blob))
         run = _loaded_run(exported, chains, meta["mapping"])
     except Exception:  # a stale or partial cache entry is just a miss
