@@ -122,31 +122,39 @@ def test_saved_programs_are_pruned_least_recently_used_first(tmp_path, monkeypat
 
     old, used, new = entry("a", 400, 0), entry("b", 400, 1), entry("c", 400, 2)
     os.utime(used, (1e9 + 3, 1e9 + 3))  # read most recently
-    removed = jax_backend.prune_programs(str(tmp_path), limit=900)
+    removed = jax_backend.prune_cache(str(tmp_path), limit=900)
     assert removed == [str(old)]
     assert not old.exists() and not (tmp_path / "a.json").exists()
     assert used.exists() and new.exists()
-    assert jax_backend.prune_programs(str(tmp_path), limit=10_000) == []
+    assert jax_backend.prune_cache(str(tmp_path), limit=10_000) == []
     monkeypatch.setenv("GROUPCOV_CACHE_MAX_MB", "0.0005")  # 524 bytes
     assert jax_backend.cache_limit_bytes() == 524
-    assert jax_backend.prune_programs(str(tmp_path)) == [str(new)]
+    assert jax_backend.prune_cache(str(tmp_path)) == [str(new)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "b.json"]
 
 
-def test_jax_cache_is_bounded_unless_jax_was_told(tmp_path, monkeypatch):
+def test_jax_cache_is_trimmed_once_per_process(tmp_path, monkeypatch):
+    """JAX's executables (``<key>-cache``, with ``<key>-atime`` only when JAX's own limit
+    was on) are trimmed when the cache is first enabled; JAX's own limit stays off."""
+    import os
+
     import jax
 
     from groupcov.inference import jax_backend
 
+    folder = tmp_path / "jax"
+    folder.mkdir()
+    for age, key in enumerate(["k0", "k1", "k2"]):
+        path = folder / f"{key}-cache"
+        path.write_bytes(b"x" * 300)
+        os.utime(path, (1e9 + age, 1e9 + age))
+    (folder / "k0-atime").write_bytes(b"12345678")
     monkeypatch.setenv("GROUPCOV_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("GROUPCOV_CACHE_MAX_MB", "64")
-    before = jax.config.values["jax_compilation_cache_max_size"]
-    try:
-        jax.config.update("jax_compilation_cache_max_size", -1)
-        jax_backend.enable_compilation_cache()
-        assert jax.config.values["jax_compilation_cache_max_size"] == 64 * 2**20
-        jax.config.update("jax_compilation_cache_max_size", 12345)
-        jax_backend.enable_compilation_cache()
-        assert jax.config.values["jax_compilation_cache_max_size"] == 12345
-    finally:
-        jax.config.update("jax_compilation_cache_max_size", before)
+    monkeypatch.setenv("GROUPCOV_CACHE_MAX_MB", str(700 / 2**20))
+    monkeypatch.setattr(jax_backend, "_PRUNED", set())
+    jax_backend.enable_compilation_cache()
+    assert sorted(p.name for p in folder.iterdir()) == ["k1-cache", "k2-cache"]
+    assert jax.config.values["jax_compilation_cache_max_size"] == -1
+    (folder / "k3-cache").write_bytes(b"x" * 300)
+    jax_backend.enable_compilation_cache()  # already trimmed in this process
+    assert len(list(folder.iterdir())) == 3

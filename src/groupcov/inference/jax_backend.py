@@ -12,6 +12,7 @@ import json
 import os
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,8 +44,12 @@ def cache_limit_bytes() -> int:
 
 
 def enable_compilation_cache() -> None:
-    """Use JAX's persistent compilation cache (under :func:`cache_dir`), bounded by
-    :func:`cache_limit_bytes` unless JAX's own limit was set."""
+    """Use JAX's persistent compilation cache (under :func:`cache_dir`); the first call
+    in a process trims it to :func:`cache_limit_bytes`, least recently used first.
+
+    (JAX's own size limit is not used: it needs a companion file per entry that caches
+    written without it lack, and then refuses to write new entries.)
+    """
     import jax
 
     base = cache_dir()
@@ -55,35 +60,60 @@ def enable_compilation_cache() -> None:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        if jax.config.values.get("jax_compilation_cache_max_size", -1) == -1:
-            jax.config.update("jax_compilation_cache_max_size", cache_limit_bytes())
     except (OSError, AttributeError):  # read-only home or an older JAX: no cache
-        pass
+        return
+    if path not in _PRUNED:
+        _PRUNED.add(path)
+        prune_cache(path, companions=_jax_companions)
 
 
-def prune_programs(directory: str, limit: int | None = None) -> list[str]:
-    """Delete the least recently used saved programs until ``directory`` holds at most
-    ``limit`` bytes (default :func:`cache_limit_bytes`). Returns the removed paths."""
+_PRUNED: set[str] = set()
+
+
+def _program_companions(path: str) -> list[str]:
+    return [path + ".json"]
+
+
+def _jax_companions(path: str) -> list[str]:
+    # JAX's entries are "<key>-cache", with "<key>-atime" when its own limit is on
+    return [path.removesuffix("-cache") + "-atime"]
+
+
+def prune_cache(
+    directory: str,
+    limit: int | None = None,
+    companions: Callable[[str], list[str]] = _program_companions,
+) -> list[str]:
+    """Delete the least recently used entries until ``directory`` holds at most ``limit``
+    bytes (default :func:`cache_limit_bytes`); an entry's companion files (metadata) go
+    first and count toward its size. Recency is the later of the access and modification
+    times. Returns the removed entries' paths."""
     limit = cache_limit_bytes() if limit is None else limit
     try:
-        names = [n for n in os.listdir(directory) if not n.endswith((".json", ".tmp"))]
+        names = os.listdir(directory)
     except OSError:
         return []
+    paths = [os.path.join(directory, n) for n in names]
+    side = {c for p in paths for c in companions(p) if c != p}
     entries = []
-    for name in names:
-        path = os.path.join(directory, name)
+    for path in paths:
+        if path in side or path.endswith(".tmp"):
+            continue
         try:
             stat = os.stat(path)
-            size = stat.st_size + os.path.getsize(path + ".json")
         except OSError:
             continue
-        entries.append((stat.st_mtime, size, path))
+        size = stat.st_size
+        for extra in companions(path):
+            with contextlib.suppress(OSError):
+                size += os.path.getsize(extra)
+        entries.append((max(stat.st_atime, stat.st_mtime), size, path))
     total = sum(size for _, size, _ in entries)
     removed = []
     for _, size, path in sorted(entries):
         if total <= limit:
             break
-        for victim in (path + ".json", path):  # metadata first: no half-entry looks valid
+        for victim in [*companions(path), path]:  # metadata first: no half-entry looks valid
             with contextlib.suppress(OSError):
                 os.remove(victim)
         total -= size
@@ -321,7 +351,7 @@ def _export(program: ChainProgram, chains: int, mapping: str, path: str, data: t
         json.dump(meta, f)
     os.replace(tmp + ".json", path + ".json")
     os.replace(tmp, path)
-    prune_programs(os.path.dirname(path))
+    prune_cache(os.path.dirname(path))
     return _loaded_run(exported, chains, mapping)
 
 
