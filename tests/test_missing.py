@@ -237,3 +237,21 @@ def test_set_data_refuses_other_groups():
         warnings.simplefilter("ignore", MissingValuesWarning)
         with pytest.raises(ValueError, match="missing values appeared"):
             m.set_data(_holes(a.data, a.features, 0.2, seed=0))
+
+
+@pytest.mark.parametrize("p", [1, 3, 12])
+def test_jax_log_likelihood_unrolled_or_not_equals_numpy(p):
+    """Both JAX branches (unrolled for few features, LAPACK beyond) match NumPy."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(p)
+    df = pd.DataFrame(rng.normal(size=(80, p)), columns=[f"f{j}" for j in range(p)])
+    df["g"] = rng.choice(["a", "b"], size=len(df))
+    st = reduce(df, "g", [f"f{j}" for j in range(p)])
+    mu = rng.normal(size=(4, 2, p))
+    a = rng.normal(size=(4, 2, p, p))
+    cov = a @ np.swapaxes(a, -1, -2) + np.eye(p)
+    jax.config.update("jax_enable_x64", True)
+    got = jax.jit(lambda m, c: group_log_likelihood(st, m, c, xp=jnp))(mu, cov)
+    np.testing.assert_allclose(np.asarray(got), group_log_likelihood(st, mu, cov), rtol=1e-10)

@@ -35,16 +35,29 @@ def _suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
     """``sum_i log N(x_i | mu, cov)`` from n, mean and ``R^T`` (S = R^T R), with the
     array module ``xp`` (NumPy, or ``jax.numpy`` inside a compiled function)."""
     p = mean.shape[-1]
-    chol = np.linalg.cholesky(cov) if xp is np else _cholesky(cov, xp)
     rhs = xp.concatenate(
-        [(mean - mu)[..., None], xp.broadcast_to(root_t, chol.shape)], axis=-1
+        [(mean - mu)[..., None], xp.broadcast_to(root_t, cov.shape)], axis=-1
     )
     # solve L X = [xbar - mu, R^T]: no inverse is formed
-    solved = np.linalg.solve(chol, rhs) if xp is np else _forward_substitution(chol, rhs, xp)
+    if xp is np:
+        chol = np.linalg.cholesky(cov)
+        solved = np.linalg.solve(chol, rhs)
+    elif p <= _UNROLL_MAX_P:
+        chol = _cholesky(cov, xp)
+        solved = _forward_substitution(chol, rhs, xp)
+    else:  # unrolled code would grow as p^3 and compile slowly
+        from jax.scipy.linalg import solve_triangular
+
+        chol = xp.linalg.cholesky(cov)
+        solved = solve_triangular(chol, rhs, lower=True)
     maha = (solved[..., 0] ** 2).sum(-1)
     trace = (solved[..., 1:] ** 2).sum((-2, -1))
     logdet = 2.0 * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
     return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
+
+
+# up to this many features the JAX path unrolls the Cholesky factor and the solve
+_UNROLL_MAX_P = 10
 
 
 def _cholesky(a, xp):
