@@ -97,6 +97,21 @@ def test_diagnostics_detect_what_they_should():
     assert ess_tail(good)[0] > 2500 and ess_tail(sticky)[0] < 100
 
 
+def test_tiny_and_degenerate_inputs_warn_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = summarize(np.ones((1, 1, 2)))
+        assert np.isnan(one["sd"]).all() and np.isnan(one["r_hat"]).all()
+        assert (one["hdi_low"] == 1.0).all() and (one["mean"] == 1.0).all()
+        x = np.ones((4, 100, 2))
+        x[..., 1] = np.nan
+        s = summarize(x)
+    assert s["ess_bulk"][0] == 400 and np.isnan(s["r_hat"]).all()  # ArviZ: split size
+    assert np.isnan(s["ess_bulk"][1]) and np.isnan(s["mean"][1])
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="unknown summary columns"):
         summarize(np.zeros((2, 10)), columns=("median",))

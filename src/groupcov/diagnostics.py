@@ -157,7 +157,7 @@ def _chunk_summary(part: np.ndarray, what: frozenset, hdi_prob: float) -> dict:
     if "mean" in what:
         out["mean"] = part.mean(axis=(1, 2))
     if "sd" in what:
-        out["sd"] = part.reshape(k, c * n).std(axis=1, ddof=1)
+        out["sd"] = part.reshape(k, c * n).std(axis=1, ddof=1) if c * n > 1 else nan.copy()
     if what & {"hdi_low", "hdi_high", "ess_tail"}:
         ordered = np.sort(part.reshape(k, c * n), axis=1)
         if what & {"hdi_low", "hdi_high"}:
