@@ -214,8 +214,9 @@ def _means_unpooled(stats, priors, data, param):
 
 def _means_hierarchical(stats, priors, data, param):
     mu_sigma = data["mu_sigma"]
-    tau_sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
-    mu_tau = _between_group_sd("mu_tau_z", "mu_tau", tau_sigma, FEATURE, param, data)
+    mu_tau = _between_group_sd(
+        "mu_tau_z", "mu_tau", priors.mu_tau_scale(mu_sigma), FEATURE, param, data
+    )
     mu_pop, mu = hierarchical_normal(
         "mu_z", normal_loc(mu_sigma), mu_tau, (GROUP, FEATURE), param, data
     )

@@ -178,8 +178,9 @@ def _whitening_data(
         estimate, variance = est["mu"]
         out.update(_centred("mu_z", estimate, variance), mu_z_whiten=mean_whitening(z, est))
     if means == "hierarchical":
-        sigma = mu_sigma / 2.0 if priors.mu_tau_sigma is None else priors.mu_tau_sigma
-        out.update(_tau_coordinates("mu_tau", out["mu_z_estimate"], out["mu_z_variance"], sigma))
+        out.update(_tau_coordinates(
+            "mu_tau", out["mu_z_estimate"], out["mu_z_variance"], priors.mu_tau_scale(mu_sigma)
+        ))
     if covariance == "pooled":
         # one matrix: the groups' scatter about their own means, n - G + 1 rows
         dof = float(z.n.sum() - np.count_nonzero(z.n))

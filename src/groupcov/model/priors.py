@@ -44,6 +44,11 @@ class Priors:
     sd_tau_sigma: float = 0.5
     corr_tau_sigma: float = 0.5
 
+    def mu_tau_scale(self, mu_sigma):
+        """Half-normal scale of the between-group sd of means: ``mu_tau_sigma``, or
+        ``mu_sigma / 2`` when it is None (``mu_sigma`` an array or a tensor)."""
+        return mu_sigma / 2.0 if self.mu_tau_sigma is None else self.mu_tau_sigma
+
     @classmethod
     def from_user(cls, priors: Priors | dict | None) -> Priors:
         """Validate a user's overrides (a dict of the attributes above, or Priors)."""
