@@ -112,29 +112,21 @@ def variable_diagnostics(result) -> list[VariableDiagnostics]:
         one row ``"(sampler parameters)"`` over every other sampled variable except
         ``cov`` (a function of ``sigma`` and ``corr``).
     """
-    from groupcov.result import variable_convergence
+    from groupcov.result import variable_convergence, worst_convergence
 
     post = result.posterior
     names = [v for v in post.data_vars if v != "cov"]
     per_variable = variable_convergence(post, names)
-
-    def worst(key, vars_, fn):
-        vals = [np.ravel(per_variable[v][key]) for v in vars_]
-        vals = np.concatenate(vals) if vals else np.zeros(0)
-        vals = vals[np.isfinite(vals)]
-        return float(fn(vals)) if vals.size else float("nan")
-
     out = [
-        VariableDiagnostics(v, worst("r_hat", [v], np.max), worst("ess_bulk", [v], np.min),
-                            worst("ess_tail", [v], np.min))
+        VariableDiagnostics(v, *worst_convergence(per_variable, [v]))
         for v in _REPORTED
         if v in post
     ]
     rest = [v for v in names if v not in _REPORTED]
     if rest:
-        out.append(VariableDiagnostics("(sampler parameters)", worst("r_hat", rest, np.max),
-                                       worst("ess_bulk", rest, np.min),
-                                       worst("ess_tail", rest, np.min)))
+        out.append(
+            VariableDiagnostics("(sampler parameters)", *worst_convergence(per_variable, rest))
+        )
     return out
 
 

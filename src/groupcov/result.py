@@ -26,6 +26,7 @@ __all__ = [
     "group_log_likelihood",
     "stats_from_constant_data",
     "variable_convergence",
+    "worst_convergence",
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -290,6 +291,19 @@ def variable_convergence(post: xr.Dataset, names: list[str]) -> dict[str, dict]:
     return out
 
 
+def worst_convergence(per_variable: dict[str, dict], names) -> tuple[float, float, float]:
+    """Largest R-hat and smallest bulk and tail ESS over the variables ``names`` of
+    :func:`variable_convergence`'s output (non-finite values skipped; NaN if none)."""
+
+    def pick(key, fn):
+        vals = [np.ravel(per_variable[v][key]) for v in names]
+        vals = np.concatenate(vals) if vals else np.zeros(0)
+        vals = vals[np.isfinite(vals)]
+        return float(fn(vals)) if vals.size else float("nan")
+
+    return pick("r_hat", np.max), pick("ess_bulk", np.min), pick("ess_tail", np.min)
+
+
 class GroupCovResult:
     """Posterior of per-group means and covariances.
 
@@ -385,18 +399,15 @@ class GroupCovResult:
     def diagnostics(self) -> Diagnostics:
         """Worst R-hat and ESS over ``mu``, ``sigma``, ``corr`` and the hyper-parameters."""
         post = self.posterior
-        per_variable = variable_convergence(post, [v for v in post.data_vars if v != "cov"])
-
-        def worst(key, fn):
-            vals = np.concatenate([np.ravel(d[key]) for d in per_variable.values()])
-            vals = vals[np.isfinite(vals)]
-            return float(fn(vals)) if vals.size else float("nan")
-
+        names = [v for v in post.data_vars if v != "cov"]
+        max_r_hat, min_ess_bulk, min_ess_tail = worst_convergence(
+            variable_convergence(post, names), names
+        )
         div = self.sample_stats.get("diverging") if self.sample_stats is not None else None
         return Diagnostics(
-            max_r_hat=worst("r_hat", np.max),
-            min_ess_bulk=worst("ess_bulk", np.min),
-            min_ess_tail=worst("ess_tail", np.min),
+            max_r_hat=max_r_hat,
+            min_ess_bulk=min_ess_bulk,
+            min_ess_tail=min_ess_tail,
             divergences=int(div.values.sum()) if div is not None else 0,
             draws=int(post.sizes["draw"]),
             chains=int(post.sizes["chain"]),
