@@ -454,6 +454,7 @@ def posterior_diagnostics(
     *,
     skip_internal: bool = True,
     engine: str = "vectorized",
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Min bulk ESS, max R-hat and number of divergences of an InferenceData.
 
@@ -465,8 +466,10 @@ def posterior_diagnostics(
     posterior and NumPyro does not), so every sampler is scored on the same set.
     ``engine="vectorized"`` (default) computes ArviZ's rank-normalized split R-hat
     and bulk ESS for all entries at once (:mod:`groupcov.diagnostics`, equal to ArviZ to
-    rounding); ``"arviz"`` calls ``az.rhat`` / ``az.ess`` (one entry at a time:
-    hours for 10^5 entries).
+    rounding; on ``workers`` threads, default one per core); ``"arviz"`` calls
+    ``az.rhat`` / ``az.ess`` (one entry at a time: hours for 10^5 entries). ``idata``
+    is anything with ``posterior`` and, optionally, ``sample_stats`` datasets (an
+    InferenceData or a GroupCovResult).
     """
     import numpy as np
 
@@ -483,10 +486,9 @@ def posterior_diagnostics(
     else:
         import xarray as xr
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from groupcov.diagnostics import rank_diagnostics
 
-        both = {n: rank_diagnostics(post[n].values) for n in names}
+        both = {n: rank_diagnostics(post[n].values, workers=workers) for n in names}
         rhat = xr.Dataset({n: (post[n].dims[2:], both[n][0]) for n in names})
         ess = xr.Dataset({n: (post[n].dims[2:], both[n][1]) for n in names})
 

@@ -226,29 +226,22 @@ def _sampler_seconds(res: Any) -> float | None:
 
 def _diagnose(res: Any, report: dict[str, Any], fit: str, workers: int | None) -> None:
     """R-hat, bulk ESS, divergences and leapfrog steps of one fit; targets against it."""
-    from groupcov.diagnostics import rank_diagnostics
+    from _harness import posterior_diagnostics
 
     step = time.perf_counter()
-    post = res.idata.posterior
-    rhat_max, ess_min, where = 0.0, float("inf"), {}
-    for name in post.data_vars:
-        rhat, ess = rank_diagnostics(post[name].values, workers=workers)
-        if (rhat == rhat).any():
-            r = float(rhat[rhat == rhat].max())
-            if r > rhat_max:
-                rhat_max, where["max_rhat"] = r, name
-        e = float(ess[ess == ess].min())
-        if e < ess_min:
-            ess_min, where["min_ess"] = e, name
+    post = res.posterior
+    found = posterior_diagnostics(res, workers=workers)
+    rhat_max, ess_min = found["max_rhat"], found["min_ess_bulk"]
+    where = {"max_rhat": found["max_rhat_var"], "min_ess": found["min_ess_var"]}
     report["seconds"][f"diagnostics_{fit}"] = time.perf_counter() - step
-    stats_ds = res.idata.sample_stats
+    stats_ds = res.sample_stats
     steps = stats_ds["n_steps"].values
     diag = {
         "fit": fit,
         "max_rhat": rhat_max,
         "min_ess_bulk": ess_min,
         "worst": where,
-        "divergences": int(stats_ds["diverging"].values.sum()),
+        "divergences": found["divergences"],
         "mean_leapfrog_steps": float(steps.mean()),
         "max_leapfrog_steps": int(steps.max()),
         "entries": int(sum(post[v].values[0, 0].size for v in post.data_vars)),
