@@ -16,7 +16,7 @@ All functions take draws shaped ``(chain, draw, *shape)`` and return arrays shap
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -252,18 +252,21 @@ def summarize(
         for key, values in _chunk_summary(part, what, hdi_prob).items():
             out[key][start : start + chunk] = values
 
-    _run(one, range(0, size, chunk), workers)
+    run_threads(one, range(0, size, chunk), workers)
     return {key: values.reshape(x.shape[2:]) for key, values in out.items()}
 
 
-def _run(fn: Callable[[int], None], starts: range, workers: int | None) -> None:
-    workers = min(workers or os.cpu_count() or 1, len(starts))
+def run_threads(fn: Callable, items: Sequence, workers: int | None = None) -> None:
+    """``fn(item)`` for every item, on up to ``workers`` threads (default: one per CPU
+    core), in this thread when one suffices. For NumPy and XLA work, which releases
+    the GIL."""
+    workers = min(workers or os.cpu_count() or 1, len(items))
     if workers <= 1:
-        for start in starts:
-            fn(start)
+        for item in items:
+            fn(item)
         return
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(fn, starts))
+        list(pool.map(fn, items))
 
 
 def rank_diagnostics(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import weakref
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -14,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from groupcov.diagnostics import summarize
+from groupcov.diagnostics import run_threads, summarize
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
 if TYPE_CHECKING:
@@ -218,9 +216,8 @@ def _posterior_log_likelihood(stats: SufficientStats, post, max_bytes: float = 2
     jobs = [(c, start) for c in range(chains) for start in range(0, draws, step)]
     chunk(*jobs[0])  # compiles
     # XLA:CPU runs each batch of factorizations on one core: one chunk per core
-    workers = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
-    with ThreadPoolExecutor(max(1, min(workers, len(jobs) - 1))) as pool:
-        list(pool.map(lambda job: chunk(*job), jobs[1:]))
+    workers = None if jax.default_backend() == "cpu" else 1
+    run_threads(lambda job: chunk(*job), jobs[1:], workers)
     return out
 
 
