@@ -121,6 +121,22 @@ def test_diagnostics_section_matches_and_warns(fitted, report_file):
     assert "7 divergent transitions" in bad
 
 
+def test_convergence_is_computed_once_and_feeds_both_summaries(fitted):
+    from groupcov.diagnostics import summarize
+    from groupcov.report import variable_diagnostics
+
+    result, _ = fitted
+    per_variable = result.convergence()
+    assert result.convergence() is per_variable and "cov" not in per_variable
+    sigma = result.posterior["sigma"].transpose("chain", "draw", ...).values
+    want = summarize(sigma.reshape(*sigma.shape[:2], -1), columns=("r_hat",))["r_hat"]
+    row = next(v for v in variable_diagnostics(result) if v.name == "sigma")
+    assert row.max_r_hat == pytest.approx(want.max(), rel=1e-12)
+    assert result.diagnostics().max_r_hat == pytest.approx(
+        max(np.nanmax(d["r_hat"]) for d in per_variable.values()), rel=1e-12
+    )
+
+
 def _iid_result():
     """Independent draws: diagnostics pass, no hierarchical component."""
     result, _, _ = _fake_result(seed=3, chains=4, draws=500, population=False)

@@ -112,17 +112,15 @@ def variable_diagnostics(result) -> list[VariableDiagnostics]:
         one row ``"(sampler parameters)"`` over every other sampled variable except
         ``cov`` (a function of ``sigma`` and ``corr``).
     """
-    from groupcov.result import variable_convergence, worst_convergence
+    from groupcov.result import worst_convergence
 
-    post = result.posterior
-    names = [v for v in post.data_vars if v != "cov"]
-    per_variable = variable_convergence(post, names)
+    per_variable = result.convergence()
     out = [
         VariableDiagnostics(v, *worst_convergence(per_variable, [v]))
         for v in _REPORTED
-        if v in post
+        if v in per_variable
     ]
-    rest = [v for v in names if v not in _REPORTED]
+    rest = [v for v in per_variable if v not in _REPORTED]
     if rest:
         out.append(
             VariableDiagnostics("(sampler parameters)", *worst_convergence(per_variable, rest))

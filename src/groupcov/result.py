@@ -331,6 +331,7 @@ class GroupCovResult:
             self._groups, self._idata = None, idata
         self.stats = stats
         self.spec = dict(spec or {})
+        self._convergence: dict[str, dict] | None = None
 
     @property
     def idata(self) -> az.InferenceData:
@@ -393,13 +394,21 @@ class GroupCovResult:
         """Feature names."""
         return list(self.stats.features)
 
+    def convergence(self) -> dict[str, dict]:
+        """:func:`variable_convergence` of every posterior variable except ``cov`` (a
+        function of ``sigma`` and ``corr``), computed once per result."""
+        if self._convergence is None:
+            post = self.posterior
+            self._convergence = variable_convergence(
+                post, [v for v in post.data_vars if v != "cov"]
+            )
+        return self._convergence
+
     def diagnostics(self) -> Diagnostics:
         """Worst R-hat and ESS over ``mu``, ``sigma``, ``corr`` and the hyper-parameters."""
         post = self.posterior
-        names = [v for v in post.data_vars if v != "cov"]
-        max_r_hat, min_ess_bulk, min_ess_tail = worst_convergence(
-            variable_convergence(post, names), names
-        )
+        per_variable = self.convergence()
+        max_r_hat, min_ess_bulk, min_ess_tail = worst_convergence(per_variable, list(per_variable))
         div = self.sample_stats.get("diverging") if self.sample_stats is not None else None
         return Diagnostics(
             max_r_hat=max_r_hat,
