@@ -281,9 +281,21 @@ class GroupCovModel:
         else:
             coords = coords_for(self.stats)
             idata = sample_structure(
-                self._structure(), self._values, coords, self._built_model, sampler, **options
+                self._structure(), self._values, coords, self._built_model, sampler,
+                density=self._density_spec(), **options,
             )
         return GroupCovResult.from_posterior(idata, self.stats, self.spec)
+
+    def _density_spec(self):
+        """The model as a JAX log density (default parameterization only), or None."""
+        if self.parameterization != "auto":
+            return None
+        from groupcov.model.density import DensitySpec
+
+        return DensitySpec(
+            self.spec["means"], self.spec["covariance"], self.stats.n_groups,
+            self.stats.n_features, self.priors,
+        )
 
     def default_target_accept(self) -> float:
         """NUTS's target acceptance rate unless the caller sets one.

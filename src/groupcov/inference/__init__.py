@@ -113,7 +113,19 @@ def _settings(sampler, draws, tune, chains, random_seed, progressbar, var_names,
 def _check_var_names(model, var_names) -> None:
     if var_names is None:
         return
-    known = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
+    _check_names(var_names, {rv.name for rv in model.free_RVs}
+                 | {d.name for d in model.deterministics})
+
+
+def _density_names(spec) -> set[str]:
+    from groupcov.model.density import output_dims
+
+    return {name for name, _ in output_dims(spec)}
+
+
+def _check_names(var_names, known: set[str]) -> None:
+    if var_names is None:
+        return
     unknown = sorted(set(var_names) - known)
     if unknown:
         raise ValueError(
@@ -170,6 +182,7 @@ def sample_structure(
     progressbar: bool = True,
     var_names: list[str] | None = None,
     thin: int = 1,
+    density=None,
     **kwargs,
 ) -> az.InferenceData | dict[str, xr.Dataset]:
     """Sample a model known by its structure, compiling it at most once per machine.
@@ -178,7 +191,9 @@ def sample_structure(
     identifies the model's graph; ``values`` are its data containers. With the NumPyro
     back-end the compiled program is kept in this process and saved in the cache
     directory, so a later process with the same structure neither builds the PyMC
-    model (``build`` is not called) nor translates or traces it. Other back-ends
+    model (``build`` is not called) nor translates or traces it; with ``density`` (a
+    :class:`~groupcov.model.density.DensitySpec` of the same model) the program is
+    made from its JAX log density, and the PyMC model is never built. Other back-ends
     build the model and use :func:`run_sampler`.
 
     Returns
@@ -190,6 +205,8 @@ def sample_structure(
     """
     from groupcov.inference.jax_backend import (
         chain_mapping,
+        compile_program,
+        density_chain_program,
         enable_compilation_cache,
         load_program,
         model_program,
@@ -220,12 +237,21 @@ def sample_structure(
 
     # how the chains are mapped and where they run change the compiled program too
     where = (jax.default_backend(), chain_mapping(settings.chains))
-    key = (structure, shapes, program_settings_key(settings, kwargs), where, _code_fingerprint())
+    source = "density" if density is not None else "pymc"
+    key = (
+        structure, source, shapes, program_settings_key(settings, kwargs), where,
+        _code_fingerprint(),
+    )
     start = time.perf_counter()
     program = _PROGRAMS.get(key)
     path = _program_path(key)
     if program is None and path is not None:
         program = load_program(path, settings.chains)
+    if program is None and density is not None:
+        _check_names(settings.var_names, _density_names(density))
+        chain = density_chain_program(density, values, settings, kwargs)
+        example = tuple(values[n] for n in chain.data_names)
+        program = compile_program(chain, settings.chains, path, example)
     if program is None:
         model = build()
         _check_var_names(model, settings.var_names)

@@ -208,28 +208,95 @@ class ChainProgram(NamedTuple):
 
 def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgram:
     """Translate a PyMC model to a :class:`ChainProgram` (no compilation yet)."""
-    import jax
-    import jax.numpy as jnp
-    from numpyro.infer.hmc import hmc
-
     value_vars, data_vars, fn, outputs = _jax_function(model, settings.var_names)
     init_fn = _initial_point_function(model, data_vars)
     names = [v.name for v in value_vars]
 
+    def evaluate(params, data):
+        out = fn(*[params[n] for n in names], *data)
+        return out[0], out[1:]
+
+    def initial_point(data):
+        return dict(zip(names, init_fn(*data), strict=True))
+
+    dims = model.named_vars_to_dims
+    return ChainProgram(
+        _nuts_chain(evaluate, initial_point, settings, kwargs),
+        [v.name for v in data_vars],
+        [str(v.type.dtype) for v in data_vars],
+        [(v.name, list(dims.get(v.name, ()))) for v in outputs],
+    )
+
+
+def density_chain_program(
+    spec, values: dict, settings: SamplerSettings, kwargs: dict
+) -> ChainProgram:
+    """A :class:`ChainProgram` of the default model's JAX log density
+    (:mod:`groupcov.model.density`): neither PyMC nor PyTensor is involved.
+
+    ``values`` are the model's data containers (only their names and dtypes are used).
+    """
+    import jax.numpy as jnp
+
+    from groupcov.model.density import (
+        log_density_and_outputs,
+        output_dims,
+        parameter_shapes,
+    )
+
+    data_names = sorted(values)
+    outputs = output_dims(spec)
+    keep = [
+        i for i, (name, _) in enumerate(outputs)
+        if settings.var_names is None or name in settings.var_names
+    ]
+    shapes = parameter_shapes(spec)
+
+    def evaluate(params, data):
+        named = dict(zip(data_names, data, strict=True))
+        logp, out = log_density_and_outputs(params, named, spec)
+        return logp, [out[i] for i in keep]
+
+    def initial_point(data):
+        # every coordinate is centred where the data put the parameter
+        return {name: jnp.zeros(shape) for name, shape in shapes.items()}
+
+    return ChainProgram(
+        _nuts_chain(evaluate, initial_point, settings, kwargs),
+        data_names,
+        [str(np.asarray(values[n]).dtype) for n in data_names],
+        [outputs[i] for i in keep],
+    )
+
+
+def _nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict):
+    """``chain(key, data) -> trace``: NUTS warm-up and draws of one chain.
+
+    ``evaluate(params, data) -> (logp, outputs)`` and ``initial_point(data) -> params``;
+    the chain starts at the initial point plus uniform(-1, 1) jitter.
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import hmc
+
+    jax.config.update("jax_enable_x64", True)
+
     def chain(key, data):
         init_key, key = jax.random.split(key)
+        start = initial_point(data)
+        names = list(start)
         jitter_keys = jax.random.split(init_key, len(names))
         params = {
-            n: jnp.asarray(b, dtype="float64")
-            + jax.random.uniform(k, jnp.shape(b), "float64", minval=-1.0, maxval=1.0)
-            for n, b, k in zip(names, init_fn(*data), jitter_keys, strict=True)
+            n: jnp.asarray(start[n], dtype="float64")
+            + jax.random.uniform(k, jnp.shape(start[n]), "float64", minval=-1.0, maxval=1.0)
+            for n, k in zip(names, jitter_keys, strict=True)
         }
 
         def potential(params):
-            return -fn(*[params[n] for n in names], *data)[0]
+            return -evaluate(params, data)[0]
 
         def constrained(params):
-            return fn(*[params[n] for n in names], *data)[1:]
+            return evaluate(params, data)[1]
 
         init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
         state = init_kernel(
@@ -269,13 +336,7 @@ def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgra
         _, trace = jax.lax.scan(draw, state, jnp.arange(draws))
         return trace
 
-    dims = model.named_vars_to_dims
-    return ChainProgram(
-        chain,
-        [v.name for v in data_vars],
-        [str(v.type.dtype) for v in data_vars],
-        [(v.name, list(dims.get(v.name, ()))) for v in outputs],
-    )
+    return chain
 
 
 class Program(NamedTuple):
