@@ -12,6 +12,10 @@ rows, the hierarchical model with its default parameterization):
   leapfrog step, counted on the longest chain, since batched chains wait for it;
 - ``nuts_model``: the same on the model, from its initial point (step size half that).
 
+The model is the JAX log density :meth:`GroupCovModel.fit` samples
+(``--source density``, default) or the PyMC model translated to JAX (``--source pymc``,
+what a user-extended model samples).
+
 Run from the repository root::
 
     python benchmarks/step_cost.py --groups 200,10000
@@ -77,28 +81,43 @@ def _nuts_cost(potential, init, step_size: float, transitions: int) -> dict[str,
     }
 
 
-def measure(groups: int, rows: int, reps: int, out: dict[str, Any], report) -> None:
+def measure(
+    groups: int, rows: int, reps: int, out: dict[str, Any], report, source: str = "density"
+) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import groupcov
     from _sizes import Size, simulate_arrays
-    from groupcov.inference.jax_backend import _jax_function
 
     truth, idx, x = simulate_arrays(Size("step-cost", groups, rows, 5), seed=0)
     stats = groupcov.reduce(x, group=idx, features=truth["features"])
-    model = groupcov.GroupCovModel(stats, group="group").model
-    value_vars, data_vars, fn, _ = _jax_function(model)
-    names = [v.name for v in value_vars]
-    data = tuple(jnp.asarray(v.get_value()) for v in data_vars)
-    start = model.initial_point()
-    p1 = {n: jnp.asarray(start[n], dtype="float64") for n in names}
+    gm = groupcov.GroupCovModel(stats, group="group")
+    if source == "density":  # what fit() samples
+        from groupcov.model.density import log_density_and_outputs, parameter_shapes
+
+        spec = gm._density_spec()
+        values = {k: jnp.asarray(v) for k, v in gm._values.items()}
+        p1 = {n: jnp.zeros(s) for n, s in parameter_shapes(spec).items()}
+
+        def logp(p):
+            return log_density_and_outputs(p, values, spec)[0]
+    else:  # the PyMC model translated to JAX (what an extended model samples)
+        from groupcov.inference.jax_backend import _jax_function
+
+        model = gm.model
+        value_vars, data_vars, fn, _ = _jax_function(model)
+        names = [v.name for v in value_vars]
+        data = tuple(jnp.asarray(v.get_value()) for v in data_vars)
+        start = model.initial_point()
+        p1 = {n: jnp.asarray(start[n], dtype="float64") for n in names}
+
+        def logp(p):
+            return fn(*[p[n] for n in names], *data)[0]
+
     dim = int(sum(np.size(v) for v in p1.values()))
     out["dim"] = dim
-
-    def logp(p):
-        return fn(*[p[n] for n in names], *data)[0]
 
     def loop(p):
         def body(_, c):
@@ -129,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1_000, help="rows per group")
     p.add_argument("--reps", type=int, default=300, help="gradients per timed loop")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument(
+        "--source", choices=("density", "pymc"), default="density",
+        help="the model's JAX log density (what fit() samples) or the PyMC model translated",
+    )
     args = p.parse_args(argv)
 
     import groupcov  # noqa: F401  (sets JAX and PyTensor flags before they load)
@@ -140,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "source": args.source,
     }
 
     def report() -> None:
@@ -152,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for groups in (int(g) for g in args.groups.split(",")):
         out = result[f"G{groups}"] = {}
         try:
-            measure(groups, args.rows, args.reps, out, report)
+            measure(groups, args.rows, args.reps, out, report, args.source)
         except Exception:  # the report says what failed, the next size still runs
             out["error"] = traceback.format_exc().splitlines()[-6:]
             report()

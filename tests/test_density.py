@@ -22,6 +22,7 @@ from groupcov.model.density import (
     output_dims,
     parameter_shapes,
 )
+from groupcov.result import group_log_likelihood
 
 jax.config.update("jax_enable_x64", True)
 
@@ -76,7 +77,7 @@ def test_log_density_gradient_and_outputs_equal_the_pymc_model(p, missing, means
         return log_density_and_outputs(params, data, spec)[0]
 
     value_and_grad = jax.jit(jax.value_and_grad(logp))
-    outputs = jax.jit(lambda params: log_density_and_outputs(params, data, spec)[1])
+    outputs = jax.jit(lambda params: log_density_and_outputs(params, data, spec)[1:])
     points = _random_points(shapes, np.random.default_rng(p + 10 * missing))
     ours, ref = [], []
     for point in points:
@@ -85,8 +86,13 @@ def test_log_density_gradient_and_outputs_equal_the_pymc_model(p, missing, means
         ref.append(float(logp_ref(point)))
         flat = np.concatenate([np.ravel(grad[k]) for k in shapes])
         np.testing.assert_allclose(flat, dlogp_ref(point), rtol=1e-8, atol=1e-8)
-        for name, a, b in zip(names, outputs(point), outputs_ref(point), strict=True):
+        values, group_loglik = outputs(point)
+        for name, a, b in zip(names, values, outputs_ref(point), strict=True):
             np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-12, err_msg=name)
+        # each group's likelihood in the data's units, as the result computes it
+        at = dict(zip(names, values, strict=True))
+        expected = group_log_likelihood(gm.stats, np.asarray(at["mu"]), np.asarray(at["cov"]))
+        np.testing.assert_allclose(np.asarray(group_loglik), expected, rtol=1e-10)
     # equal up to one additive constant (PyMC's own log density of the transformed
     # Beta prior of the CPCs' population location is off by ~1e-8, a constant)
     ours, ref = np.array(ours), np.array(ref)
@@ -104,7 +110,8 @@ def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
     unrolled = [log_density_and_outputs(pt, data, spec) for pt in points]
     monkeypatch.setattr(density, "UNROLL_MAX_P", 2)
     matrix = [log_density_and_outputs(pt, data, spec) for pt in points]
-    for (a, outs_a), (b, outs_b) in zip(unrolled, matrix, strict=True):
+    for (a, outs_a, ll_a), (b, outs_b, ll_b) in zip(unrolled, matrix, strict=True):
+        np.testing.assert_allclose(np.asarray(ll_a), np.asarray(ll_b), rtol=1e-10)
         assert abs(float(a) - float(b)) < 1e-9 * max(1.0, abs(float(a)))
         for x, y in zip(outs_a, outs_b, strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-10, atol=1e-12)
@@ -147,6 +154,12 @@ def test_fit_with_the_density_never_builds_the_pymc_model(monkeypatch):
     res = m.fit(draws=30, tune=30, chains=2, random_seed=1, progressbar=False,
                 var_names=["mu", "cov", "sd_tau"])
     assert set(res.posterior.data_vars) == {"mu", "cov", "sd_tau"}
+    # the sampler computed each group's log-likelihood with the draws
+    loglik = res.idata.log_likelihood["obs"]
+    assert loglik.dims == ("chain", "draw", "group")
+    expected = group_log_likelihood(m.stats, res.posterior["mu"].values,
+                                    res.posterior["cov"].values)
+    np.testing.assert_allclose(loglik.values, expected, rtol=1e-10)
     assert res.posterior["cov"].dims == ("chain", "draw", "group", "feature", "feature_")
     with pytest.raises(ValueError, match="not variables of the model"):
         m.fit(draws=5, tune=5, chains=1, progressbar=False, var_names=["nope"])

@@ -368,12 +368,15 @@ class GroupCovResult:
         """Add the group-level log-likelihood and the statistics to sampled draws.
 
         ``idata`` is an InferenceData or a mapping of group names (``posterior``,
-        ``sample_stats``) to datasets.
+        ``sample_stats`` and, when the sampler computed it, ``log_likelihood``) to
+        datasets.
         """
         post = idata["posterior"] if isinstance(idata, Mapping) else idata.posterior
         group_dim = "group"
         groups = {"constant_data": _constant_data(stats, group_dim, post[group_dim])}
-        loglik = _posterior_log_likelihood(stats, post)
+        # the default model's sampler computes it with the draws
+        sampled = "log_likelihood" in idata if isinstance(idata, Mapping) else False
+        loglik = None if sampled else _posterior_log_likelihood(stats, post)
         if loglik is not None:
             groups["log_likelihood"] = xr.Dataset(
                 {"obs": (("chain", "draw", group_dim), loglik)},

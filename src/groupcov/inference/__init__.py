@@ -308,8 +308,17 @@ def _dataset(arrays: dict, dims: dict, coords: dict, attrs: dict) -> xr.Dataset:
 
 
 def _groups(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> dict[str, xr.Dataset]:
+    from groupcov.inference.jax_backend import LOG_LIKELIHOOD
+
     attrs = {**out.attrs, "sampler": sampler}
+    draws = dict(out.draws)
+    groups = {}
+    if LOG_LIKELIHOOD in draws:  # computed by the sampler's program: one value per group
+        groups["log_likelihood"] = _dataset(
+            {"obs": draws.pop(LOG_LIKELIHOOD)}, {"obs": dims[LOG_LIKELIHOOD]}, coords, {}
+        )
     return {
-        "posterior": _dataset(out.draws, dims, coords, attrs),
+        "posterior": _dataset(draws, dims, coords, attrs),
         "sample_stats": _dataset(out.stats, {}, {}, attrs),
+        **groups,
     }

@@ -234,7 +234,10 @@ def density_chain_program(
     """A :class:`ChainProgram` of the default model's JAX log density
     (:mod:`groupcov.model.density`): neither PyMC nor PyTensor is involved.
 
-    ``values`` are the model's data containers (only their names and dtypes are used).
+    Besides the posterior variables the trace holds each group's log-likelihood per
+    draw (output ``LOG_LIKELIHOOD``), computed by the sampler's own program, whenever
+    ``mu`` and the covariances are kept. ``values`` are the model's data containers
+    (only their names and dtypes are used).
     """
     import jax.numpy as jnp
 
@@ -243,30 +246,40 @@ def density_chain_program(
         output_dims,
         parameter_shapes,
     )
+    from groupcov.model.inputs import GROUP
 
     data_names = sorted(values)
     outputs = output_dims(spec)
-    keep = [
-        i for i, (name, _) in enumerate(outputs)
-        if settings.var_names is None or name in settings.var_names
-    ]
+    kept = {name for name, _ in outputs}
+    if settings.var_names is not None:
+        kept &= set(settings.var_names)
+    keep = [i for i, (name, _) in enumerate(outputs) if name in kept]
+    with_loglik = "mu" in kept and ("cov" in kept or {"sigma", "corr"} <= kept)
     shapes = parameter_shapes(spec)
 
     def evaluate(params, data):
         named = dict(zip(data_names, data, strict=True))
-        logp, out = log_density_and_outputs(params, named, spec)
-        return logp, [out[i] for i in keep]
+        logp, out, group_loglik = log_density_and_outputs(params, named, spec)
+        out = [out[i] for i in keep]
+        return logp, [*out, group_loglik] if with_loglik else out
 
     def initial_point(data):
         # every coordinate is centred where the data put the parameter
         return {name: jnp.zeros(shape) for name, shape in shapes.items()}
 
+    names = [outputs[i] for i in keep]
+    if with_loglik:
+        names.append((LOG_LIKELIHOOD, [GROUP]))
     return ChainProgram(
         _nuts_chain(evaluate, initial_point, settings, kwargs),
         data_names,
         [str(np.asarray(values[n]).dtype) for n in data_names],
-        [outputs[i] for i in keep],
+        names,
     )
+
+
+#: Name of the per-group log-likelihood in a trace (not a model variable).
+LOG_LIKELIHOOD = "__group_log_likelihood__"
 
 
 def _nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict):

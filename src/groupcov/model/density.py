@@ -17,7 +17,7 @@ once per group.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import special
@@ -35,6 +35,7 @@ from groupcov.model.priors import Priors
 __all__ = [
     "UNROLL_MAX_P",
     "DensitySpec",
+    "Evaluation",
     "cholesky",
     "forward_substitution",
     "log_density_and_outputs",
@@ -459,7 +460,7 @@ def _unrolled_loglik(n, mean, root, mu, entries, log_diag):
 
 def _incomplete_loglik(data, mu, chol):
     """Rows that observe only some features: the exact likelihood of the observed part
-    (``groupcov.distributions.mvnormal.masked_suffstat_logp``)."""
+    (``groupcov.distributions.mvnormal.masked_suffstat_logp``), per cell."""
     jnp = _jnp()
     idx, packed, mask = data["cell_group"], data["cell_suffstats"], data["cell_observed"]
     n = data["cell_n"]
@@ -471,12 +472,31 @@ def _incomplete_loglik(data, mu, chol):
         n, packed[:, 0, :] * mask, packed[:, 1:, :] * mask[:, None, :], mu[idx] * mask,
         _cholesky(masked),
     )
-    return jnp.sum(full + 0.5 * n * jnp.sum(1.0 - mask, axis=-1) * _LOG_2PI)
+    return full + 0.5 * n * jnp.sum(1.0 - mask, axis=-1) * _LOG_2PI
 
 
-def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec):
-    """Log posterior density (up to nothing: the PyMC model's ``logp``) and the
-    posterior variables of :func:`output_dims`, at one point.
+class Evaluation(NamedTuple):
+    """The model at one point of the sampler's coordinates.
+
+    Attributes
+    ----------
+    logp : scalar
+        Log posterior density (the PyMC model's ``logp``).
+    outputs : list of arrays
+        The posterior variables of :func:`output_dims`, in order.
+    group_loglik : array, shape (G,)
+        Log-likelihood of each group's rows in the data's units (the standardized
+        likelihood minus the log Jacobian of the standardization).
+    """
+
+    logp: Any
+    outputs: list
+    group_loglik: Any
+
+
+def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Evaluation:
+    """Log posterior density (the PyMC model's ``logp``), the posterior variables of
+    :func:`output_dims` and each group's log-likelihood, at one point.
 
     Parameters
     ----------
@@ -489,8 +509,7 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec):
 
     Returns
     -------
-    logp : scalar
-    outputs : list of arrays, in the order of :func:`output_dims`
+    Evaluation
     """
     jnp = _jnp()
     p = spec.n_features
@@ -507,12 +526,17 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec):
         per_group = _suffstat_loglik(
             data["n_rows"], packed[:, 0, :], packed[:, 1:, :], mu_z, chol_z
         )
-    loglik = jnp.sum(per_group)
-    if "cell_n" in data:
-        loglik = loglik + _incomplete_loglik(data, mu_z, chol_z)
-    logp = logp_mu + logp_cov + loglik
-
     center, scale = data["center"], data["scale"]
+    log_scale = jnp.log(scale)
+    # the same in the data's units: log |d z / d x| = -sum log scale per observed value
+    group_loglik = per_group - data["n_rows"] * jnp.sum(log_scale)
+    logp = logp_mu + logp_cov + jnp.sum(per_group)
+    if "cell_n" in data:
+        cells = _incomplete_loglik(data, mu_z, chol_z)
+        logp = logp + jnp.sum(cells)
+        cells = cells - data["cell_n"] * (data["cell_observed"] @ log_scale)
+        group_loglik = group_loglik + _group_sum(cells, data["cell_group"], spec.n_groups)
+
     corr, sd_z = _corr_and_stds(chol_z)
     sigma = scale * sd_z
     values = {
@@ -533,4 +557,10 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec):
         values.update(
             corr_tau=hyper["corr_tau"], corr_pop=pop, atanh_cpc_pop=hyper["atanh_cpc_pop"]
         )
-    return logp, [values[name] for name, _ in output_dims(spec)]
+    return Evaluation(logp, [values[name] for name, _ in output_dims(spec)], group_loglik)
+
+
+def _group_sum(values, group, n_groups: int):
+    import jax
+
+    return jax.ops.segment_sum(values, group, num_segments=n_groups)
