@@ -54,10 +54,21 @@ def _random_points(shapes: dict, rng, count: int = 3, spread: float = 0.8):
     return [{k: rng.normal(size=s) * spread for k, s in shapes.items()} for _ in range(count)]
 
 
+# every pooling mode with one and three features; two, four and missing values (which
+# change only the likelihood) for a few
+CASES = [
+    *((means, cov, p, False) for means, cov in MODES for p in (1, 3)),
+    ("hierarchical", "hierarchical", 2, False),
+    ("hierarchical", "hierarchical", 4, False),
+    ("hierarchical", "hierarchical", 3, True),
+    ("pooled", "unpooled", 3, True),
+    ("unpooled", "pooled", 3, True),
+]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("p,missing", [(1, False), (2, False), (3, True), (4, False)])
-@pytest.mark.parametrize("means,covariance", MODES)
-def test_log_density_gradient_and_outputs_equal_the_pymc_model(p, missing, means, covariance):
+@pytest.mark.parametrize("means,covariance,p,missing", CASES)
+def test_log_density_gradient_and_outputs_equal_the_pymc_model(means, covariance, p, missing):
     gm, model, spec = _both(_frame(p, missing), means, covariance)
     shapes = parameter_shapes(spec)
     assert list(shapes) == [v.name for v in model.value_vars]
