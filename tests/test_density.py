@@ -129,8 +129,11 @@ def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
 
 
 def test_cholesky_entries_are_exact_for_extreme_correlations():
-    # CPCs within 1e-26 of +-1 (atanh 30) and of 0: the entry-by-entry factor equals the
-    # log-space matrix form, rows keep unit norm and the log diagonal stays finite
+    # CPCs within 1e-26 of +-1 (atanh 30) and of 0: the entry-by-entry factor equals
+    # groupcov.distributions' (log-space) correlation factor times the sds, rows keep
+    # their norm and the log diagonal stays finite
+    from groupcov.distributions.lkj import corr_cholesky_from_unconstrained
+
     p = 4
     w = np.array([
         [30.0, -30.0, 1e-9, 0.0, 2.5, -0.7],
@@ -140,13 +143,16 @@ def test_cholesky_entries_are_exact_for_extreme_correlations():
     log_sd = np.array([[0.0, 1.0, -2.0, 0.5]] * 3)
     theta = jnp.asarray(np.concatenate([log_sd, w], axis=1))
     entries, log_diag = density._chol_entries(theta, p)
-    reference = np.exp(log_sd)[:, :, None] * np.asarray(density._corr_cholesky(jnp.asarray(w), p))
+    corr = corr_cholesky_from_unconstrained(w, p).eval()
+    reference = np.exp(log_sd)[:, :, None] * corr
     for i in range(p):
         for j in range(i + 1):
             np.testing.assert_allclose(np.asarray(entries[i][j]), reference[:, i, j],
                                        rtol=1e-12, atol=1e-300)
         norm = sum(np.asarray(entries[i][j]) ** 2 for j in range(i + 1))
         np.testing.assert_allclose(norm, np.exp(2 * log_sd[:, i]), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(density._chol(theta, p)), reference, rtol=1e-12,
+                               atol=1e-300)
     # log diagonal from logs, not from the (possibly underflowing) entries
     expected = np.log(np.diagonal(reference, axis1=1, axis2=2))
     np.testing.assert_allclose(np.stack([np.asarray(v) for v in log_diag], 1), expected,

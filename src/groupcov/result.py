@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from groupcov.diagnostics import run_threads, summarize
+from groupcov.model.density import UNROLL_MAX_P, cholesky, forward_substitution
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
 if TYPE_CHECKING:
@@ -41,9 +42,9 @@ def _suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
     if xp is np:
         chol = np.linalg.cholesky(cov)
         solved = np.linalg.solve(chol, rhs)
-    elif p <= _UNROLL_MAX_P:
-        chol = _cholesky(cov, xp)
-        solved = _forward_substitution(chol, rhs, xp)
+    elif p <= UNROLL_MAX_P:  # entry by entry: fused loops, not a LAPACK call per matrix
+        chol = cholesky(cov, xp)
+        solved = forward_substitution(chol, rhs, xp)
     else:  # unrolled code would grow as p^3 and compile slowly
         from jax.scipy.linalg import solve_triangular
 
@@ -53,40 +54,6 @@ def _suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
     trace = (solved[..., 1:] ** 2).sum((-2, -1))
     logdet = 2.0 * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
     return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
-
-
-# up to this many features the JAX path unrolls the Cholesky factor and the solve
-_UNROLL_MAX_P = 10
-
-
-def _cholesky(a, xp):
-    """Lower Cholesky factor of ``(..., p, p)`` matrices, entry by entry (small p: fused
-    loops over the batch instead of one LAPACK call per matrix). NaN where a matrix is
-    not positive definite, like ``jax.numpy.linalg.cholesky``."""
-    p = a.shape[-1]
-    low = [[None] * p for _ in range(p)]
-    zero = xp.zeros_like(a[..., 0, 0])
-    for j in range(p):
-        pivot = a[..., j, j] - sum((low[j][k] ** 2 for k in range(j)), zero)
-        low[j][j] = xp.sqrt(pivot)
-        for i in range(j + 1, p):
-            dot = sum((low[i][k] * low[j][k] for k in range(j)), zero)
-            low[i][j] = (a[..., i, j] - dot) / low[j][j]
-    rows = [xp.stack([low[i][j] if j <= i else zero for j in range(p)], axis=-1) for i in range(p)]
-    return xp.stack(rows, axis=-2)
-
-
-def _forward_substitution(chol, rhs, xp):
-    """``L^{-1} B`` for lower-triangular ``L`` ``(..., p, p)``, row by row: for small p
-    this compiles to a few fused loops over the batch (a batched triangular solve calls
-    LAPACK once per matrix)."""
-    rows = []
-    for i in range(chol.shape[-1]):
-        acc = rhs[..., i, :]
-        for k in range(i):
-            acc = acc - chol[..., i, k, None] * rows[k]
-        rows.append(acc / chol[..., i, i, None])
-    return xp.stack(rows, axis=-2)
 
 
 def group_log_likelihood(stats: SufficientStats, mu, cov, xp=np):

@@ -9,10 +9,11 @@ and a program with a few fused loops over the groups instead of hundreds of smal
 operations per gradient. Tests check it against the PyMC model's log density and
 deterministics at random points (``tests/test_density.py``).
 
-Small matrices (p up to :data:`UNROLL_MAX_P`) are handled entry by entry, each entry an
-array over the groups: Cholesky factors, triangular solves and the correlation factor
-become a few fused elementwise loops, where batched linear algebra would call LAPACK
-once per group.
+Matrices are handled entry by entry, each entry an array over the groups: the
+correlation factor always (``p (p - 1) / 2`` operations), Cholesky factors and
+triangular solves up to :data:`UNROLL_MAX_P` features (``p^3`` operations; batched
+LAPACK calls beyond). They become a few fused elementwise loops, where batched linear
+algebra would call LAPACK once per group.
 """
 
 from __future__ import annotations
@@ -133,28 +134,6 @@ def _atanh_cpc_logp(w, b):
     """Log density of ``atanh(x)``, ``x ~ Beta(b, b)`` on (-1, 1), elementwise."""
     log_beta = 2.0 * special.gammaln(b) - special.gammaln(2.0 * b)
     return 2.0 * b * _half_log1m_tanh2(w) - (2.0 * b - 1.0) * _LOG2 - log_beta
-
-
-def _corr_cholesky(w, p: int):
-    """Correlation Cholesky factor ``(..., p, p)`` from atanh CPCs ``w`` ``(..., K)``
-    (column-major strict lower triangle): entry ``(i, j)`` is
-    ``z_ij prod_{k<j} sqrt(1 - z_ik^2)``, the diagonal ``prod_{k<i} sqrt(1 - z_ik^2)``."""
-    jnp = _jnp()
-    batch = w.shape[:-1]
-    if p == 1:
-        return jnp.ones((*batch, 1, 1))
-    z, half = jnp.tanh(w), _half_log1m_tanh2(w)
-    rows, cols = np.triu_indices(p, 1)[::-1]
-    # constant linear maps (as in groupcov.distributions.lkj): place the CPCs, and sum
-    # the logs of the remaining norm along each row
-    k = len(rows)
-    place = np.zeros((k, p * p))
-    place[np.arange(k), rows * p + cols] = 1.0
-    exclusive = np.zeros((k, p * p))
-    for idx, (r, c) in enumerate(zip(rows, cols, strict=True)):
-        exclusive[idx, r * p + np.arange(c + 1, p)] = 1.0
-    flat = (z @ place + np.eye(p).ravel()) * jnp.exp(half @ exclusive)
-    return flat.reshape((*batch, p, p))
 
 
 def _corr_and_stds(chol):
@@ -375,16 +354,15 @@ def _covariances(params, data, spec: DensitySpec):
 
 
 def _chol(theta, p: int):
-    """Covariance Cholesky factors ``(..., p, p)`` from ``(log sd, atanh CPC)``."""
+    """Covariance Cholesky factors ``(..., p, p)`` from ``(log sd, atanh CPC)``
+    (:func:`_chol_entries`, stacked)."""
     jnp = _jnp()
-    if p <= UNROLL_MAX_P:
-        entries, _ = _chol_entries(theta, p)
-        zero = jnp.zeros_like(theta[..., 0])
-        return jnp.stack(
-            [jnp.stack([entries[i][j] if j <= i else zero for j in range(p)], axis=-1)
-             for i in range(p)], axis=-2,
-        )
-    return jnp.exp(theta[..., :p])[..., :, None] * _corr_cholesky(theta[..., p:], p)
+    entries, _ = _chol_entries(theta, p)
+    zero = jnp.zeros_like(theta[..., 0])
+    return jnp.stack(
+        [jnp.stack([entries[i][j] if j <= i else zero for j in range(p)], axis=-1)
+         for i in range(p)], axis=-2,
+    )
 
 
 def _chol_entries(theta, p: int):
@@ -553,7 +531,8 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Eval
     if "sd_tau" in hyper:
         values.update(sd_tau=hyper["sd_tau"], sigma_pop=scale * jnp.exp(hyper["log_sd_pop"]))
     if "corr_tau" in hyper:
-        pop = _corr_and_stds(_corr_cholesky(hyper["atanh_cpc_pop"], p))[0]
+        unit_sds = jnp.zeros(p)  # a correlation matrix's factor: unit standard deviations
+        pop = _corr_and_stds(_chol(jnp.concatenate([unit_sds, hyper["atanh_cpc_pop"]]), p))[0]
         values.update(
             corr_tau=hyper["corr_tau"], corr_pop=pop, atanh_cpc_pop=hyper["atanh_cpc_pop"]
         )
