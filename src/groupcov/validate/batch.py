@@ -1,8 +1,10 @@
 """NUTS on many data sets of one model at once.
 
 Simulation studies fit the same model to hundreds of data sets of the same shape.
-:class:`BatchSampler` translates a built :class:`~groupcov.GroupCovModel` to JAX once
-(its data containers become inputs) and runs NumPyro's NUTS, warm-up included, for a
+:class:`BatchSampler` takes a :class:`~groupcov.GroupCovModel` in JAX once (its JAX
+density, as :meth:`~groupcov.GroupCovModel.fit` samples it, or its PyMC model translated
+for the other parameterizations; the data containers are inputs) and runs NumPyro's
+NUTS, warm-up included, for a
 whole batch of data sets in one compiled call: vectorized over data sets, chains in
 parallel over the CPU devices. Each data set gets its own step size, mass matrix and
 random stream, so each fit is the fit :meth:`GroupCovModel.fit` would make (up to
@@ -64,6 +66,26 @@ def stats_from_rows(x: np.ndarray, groups: Sequence, features: Sequence[str]) ->
     return SufficientStats(tuple(groups), tuple(features), n, mean, scatter)
 
 
+def _density_function(gcm, spec):
+    """The model's JAX density (:mod:`groupcov.model.density`) in the calling convention
+    of a PyMC model translated to JAX: ``fn(*params, *data) -> [logp, *outputs]``, with
+    the parameter, data and output names and the initial point (zeros: every coordinate
+    is centred where the data put it)."""
+    from groupcov.model.density import log_density_and_outputs, output_dims, parameter_shapes
+
+    shapes = parameter_shapes(spec)
+    names, data_names = list(shapes), sorted(gcm._values)
+    outputs = [name for name, _ in output_dims(spec)]
+
+    def fn(*args):
+        params = dict(zip(names, args[: len(names)], strict=True))
+        data = dict(zip(data_names, args[len(names):], strict=True))
+        evaluation = log_density_and_outputs(params, data, spec)
+        return [evaluation.logp, *evaluation.outputs]
+
+    return fn, names, data_names, outputs, {n: np.zeros(s) for n, s in shapes.items()}
+
+
 class BatchSampler:
     """Fit one built model to many data sets, vectorized over the data sets.
 
@@ -92,17 +114,21 @@ class BatchSampler:
         self.gcm = gcm
         self.draws, self.tune, self.chains = int(draws), int(tune), int(chains)
         self.target_accept = float(target_accept)
-        value_vars, data_vars, fn, outputs = _jax_function(gcm.model)
-        self._names = [v.name for v in value_vars]
-        self._data_names = [v.name for v in data_vars]
-        known = [o.name for o in outputs]
+        spec = gcm._density_spec()
+        if spec is not None:  # what GroupCovModel.fit samples
+            fn, self._names, self._data_names, known, self._base = _density_function(gcm, spec)
+        else:
+            value_vars, data_vars, fn, outputs = _jax_function(gcm.model)
+            self._names = [v.name for v in value_vars]
+            self._data_names = [v.name for v in data_vars]
+            known = [o.name for o in outputs]
+            self._base = initial_points(gcm.model, 1, 0, jitter=0.0)[0]
         missing = sorted(set(var_names) - set(known))
         if missing:
             raise ValueError(f"var_names {missing} are not variables of the model; have {known}")
         self.var_names = list(var_names)
         self._keep = [known.index(v) for v in self.var_names]
         self._fn = fn
-        self._base = initial_points(gcm.model, 1, 0, jitter=0.0)[0]
         self._run = None
 
     def data_values(self, stats: SufficientStats) -> list[np.ndarray]:
@@ -169,6 +195,7 @@ class BatchSampler:
         import jax
         import jax.numpy as jnp
 
+        jax.config.update("jax_enable_x64", True)
         enable_compilation_cache()
         start = time.perf_counter()
         if self._run is None:
