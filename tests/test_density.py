@@ -47,7 +47,8 @@ def _both(df: pd.DataFrame, means: str, covariance: str):
     features = [c for c in df.columns if c != "group"]
     gm = groupcov.GroupCovModel(df, group="group", features=features, means=means,
                                 covariance=covariance)
-    return gm, gm.model, gm._density_spec()
+    spec = gm._density_spec()  # before .model: an accessed model is sampled as PyMC's
+    return gm, gm.model, spec
 
 
 def _random_points(shapes: dict, rng, count: int = 3, spread: float = 0.8):

@@ -287,8 +287,10 @@ class GroupCovModel:
         return GroupCovResult.from_posterior(idata, self.stats, self.spec)
 
     def _density_spec(self):
-        """The model as a JAX log density (default parameterization only), or None."""
-        if self.parameterization != "auto":
+        """The model as a JAX log density, or None where it must be sampled as a PyMC
+        model: another parameterization than the default, or :attr:`model` accessed
+        (and perhaps extended)."""
+        if self.parameterization != "auto" or self._model_exposed:
             return None
         from groupcov.model.density import DensitySpec
 

@@ -228,6 +228,10 @@ def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgra
     )
 
 
+#: Name of the per-group log-likelihood in a trace (not a model variable).
+LOG_LIKELIHOOD = "__group_log_likelihood__"
+
+
 def density_chain_program(
     spec, values: dict, settings: SamplerSettings, kwargs: dict
 ) -> ChainProgram:
@@ -276,10 +280,6 @@ def density_chain_program(
         [str(np.asarray(values[n]).dtype) for n in data_names],
         names,
     )
-
-
-#: Name of the per-group log-likelihood in a trace (not a model variable).
-LOG_LIKELIHOOD = "__group_log_likelihood__"
 
 
 def _nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict):

@@ -118,11 +118,12 @@ class BatchSampler:
         if spec is not None:  # what GroupCovModel.fit samples
             fn, self._names, self._data_names, known, self._base = _density_function(gcm, spec)
         else:
-            value_vars, data_vars, fn, outputs = _jax_function(gcm.model)
+            model = gcm._built_model()  # the same object as gcm.model
+            value_vars, data_vars, fn, outputs = _jax_function(model)
             self._names = [v.name for v in value_vars]
             self._data_names = [v.name for v in data_vars]
             known = [o.name for o in outputs]
-            self._base = initial_points(gcm.model, 1, 0, jitter=0.0)[0]
+            self._base = initial_points(model, 1, 0, jitter=0.0)[0]
         missing = sorted(set(var_names) - set(known))
         if missing:
             raise ValueError(f"var_names {missing} are not variables of the model; have {known}")

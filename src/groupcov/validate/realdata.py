@@ -110,7 +110,7 @@ def prior_predictive(name: str, draws: int = 4000, seed: int = 0) -> dict:
     frame, features = load(name)
     gcm = GroupCovModel(frame, group="class", features=features)
     prior = pm.sample_prior_predictive(
-        draws=draws, model=gcm.model, var_names=["mu", "sigma", "corr"], random_seed=seed,
+        draws=draws, model=gcm._built_model(), var_names=["mu", "sigma", "corr"], random_seed=seed,
         compile_kwargs={"mode": "FAST_COMPILE"},
     ).prior
     center, scale = gcm.standardization
@@ -127,7 +127,7 @@ def prior_predictive(name: str, draws: int = 4000, seed: int = 0) -> dict:
         "observed_sd": (sd_obs / scale).ravel(),
         "observed_corr": corr_obs[:, rows, cols].ravel(),
         "observed_mean": ((st.mean - center) / scale).ravel(),
-        "mu_sigma": [float(v) for v in gcm.model["mu_sigma"].get_value()],
+        "mu_sigma": [float(v) for v in gcm._built_model()["mu_sigma"].get_value()],
     }
 
 

@@ -168,7 +168,7 @@ def ranked_variables(config: SBCConfig) -> list[str]:
 def prior_draws(gcm: GroupCovModel, n: int, var_names, seed: int) -> dict:
     """``n`` draws of ``var_names`` from the model's prior, each ``(n, ...)``."""
     prior = pm.sample_prior_predictive(
-        draws=n, model=gcm.model, var_names=list(var_names), random_seed=seed,
+        draws=n, model=gcm._built_model(), var_names=list(var_names), random_seed=seed,
         compile_kwargs={"mode": "FAST_COMPILE"},
     ).prior
     return {v: prior[v].values[0] for v in var_names}
