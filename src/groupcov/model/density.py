@@ -488,6 +488,27 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Eval
     Returns
     -------
     Evaluation
+
+    Notes
+    -----
+    Evaluate it with JAX's 64-bit mode on (the samplers turn it on): in 32 bits the
+    likelihood of large groups loses most of its digits.
+
+    Examples
+    --------
+    >>> import jax
+    >>> jax.config.update("jax_enable_x64", True)
+    >>> import groupcov
+    >>> from groupcov.datasets import two_groups
+    >>> sim = two_groups(n_per_group=50, seed=0)
+    >>> gm = groupcov.GroupCovModel(sim.data, group="group", features=sim.features)
+    >>> spec = gm._density_spec()
+    >>> start = {k: np.zeros(s) for k, s in parameter_shapes(spec).items()}
+    >>> ev = log_density_and_outputs(start, gm._values, spec)
+    >>> dict(zip([n for n, _ in output_dims(spec)], ev.outputs))["cov"].shape
+    (2, 2, 2)
+    >>> ev.group_loglik.shape, str(ev.logp.dtype)
+    ((2,), 'float64')
     """
     jnp = _jnp()
     p = spec.n_features
