@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from groupcov.diagnostics import run_threads, summarize
-from groupcov.model.density import UNROLL_MAX_P, cholesky, forward_substitution
+from groupcov.model.density import masked_loglik, suffstat_loglik
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
 if TYPE_CHECKING:
@@ -27,33 +27,6 @@ __all__ = [
     "variable_convergence",
     "worst_convergence",
 ]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def _suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
-    """``sum_i log N(x_i | mu, cov)`` from n, mean and ``R^T`` (S = R^T R), with the
-    array module ``xp`` (NumPy, or ``jax.numpy`` inside a compiled function)."""
-    p = mean.shape[-1]
-    rhs = xp.concatenate(
-        [(mean - mu)[..., None], xp.broadcast_to(root_t, cov.shape)], axis=-1
-    )
-    # solve L X = [xbar - mu, R^T]: no inverse is formed
-    if xp is np:
-        chol = np.linalg.cholesky(cov)
-        solved = np.linalg.solve(chol, rhs)
-    elif p <= UNROLL_MAX_P:  # entry by entry: fused loops, not a LAPACK call per matrix
-        chol = cholesky(cov, xp)
-        solved = forward_substitution(chol, rhs, xp)
-    else:  # unrolled code would grow as p^3 and compile slowly
-        from jax.scipy.linalg import solve_triangular
-
-        chol = xp.linalg.cholesky(cov)
-        solved = solve_triangular(chol, rhs, lower=True)
-    maha = (solved[..., 0] ** 2).sum(-1)
-    trace = (solved[..., 1:] ** 2).sum((-2, -1))
-    logdet = 2.0 * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
 
 
 def group_log_likelihood(stats: SufficientStats, mu, cov, xp=np):
@@ -78,18 +51,14 @@ def group_log_likelihood(stats: SufficientStats, mu, cov, xp=np):
     """
     n = stats.n.astype(float)
     root_t = np.swapaxes(scatter_root(stats.scatter), -1, -2)
-    out = _suffstat_loglik(n, stats.mean, root_t, mu, cov, xp)
+    out = suffstat_loglik(n, stats.mean, root_t, mu, cov, xp)
     cells = stats.incomplete
     if cells.n_cells:
-        p = stats.n_features
-        mask = cells.observed.astype(float)
-        outer = mask[:, :, None] * mask[:, None, :]
-        masked_cov = cov[..., cells.group, :, :] * outer + np.eye(p) * (1.0 - mask)[:, None, :]
-        cell_root_t = np.swapaxes(scatter_root(cells.scatter), -1, -2) * mask[:, :, None]
-        cell = _suffstat_loglik(
-            cells.n.astype(float), cells.mean * mask, cell_root_t,
-            mu[..., cells.group, :] * mask, masked_cov, xp,
-        ) + 0.5 * cells.n * (p - mask.sum(axis=1)) * _LOG_2PI
+        cell = masked_loglik(
+            cells.n.astype(float), cells.mean,
+            np.swapaxes(scatter_root(cells.scatter), -1, -2), mu[..., cells.group, :],
+            cov[..., cells.group, :, :], cells.observed.astype(float), xp,
+        )
         groups = np.zeros((cells.n_cells, stats.n_groups))
         groups[np.arange(cells.n_cells), cells.group] = 1.0
         out = out + cell @ groups

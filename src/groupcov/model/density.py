@@ -40,8 +40,10 @@ __all__ = [
     "cholesky",
     "forward_substitution",
     "log_density_and_outputs",
+    "masked_loglik",
     "output_dims",
     "parameter_shapes",
+    "suffstat_loglik",
 ]
 
 #: Up to this many features matrices are handled entry by entry (code grows as p^3).
@@ -106,18 +108,73 @@ def _jnp():
     return jnp
 
 
-def _solve_lower(chol, rhs):
-    if chol.shape[-1] <= UNROLL_MAX_P:
-        return forward_substitution(chol, rhs)
-    from jax.scipy.linalg import solve_triangular
+def _factor(cov, xp):
+    """Lower Cholesky factors: LAPACK in NumPy, entry by entry in JAX up to
+    :data:`UNROLL_MAX_P` features (batched LAPACK beyond)."""
+    if xp is np:
+        return np.linalg.cholesky(cov)
+    if cov.shape[-1] <= UNROLL_MAX_P:
+        return cholesky(cov, xp)
+    return xp.linalg.cholesky(cov)
 
-    return solve_triangular(chol, rhs, lower=True)
+
+def _loglik_from_factor(n, mean, root_t, mu, chol, xp):
+    """``sum_i log N(x_i | mu, L L^T)`` from n, mean and ``R^T`` (``S = R^T R``), solving
+    ``L X = [xbar - mu, R^T]`` (no inverse is formed)."""
+    p = mean.shape[-1]
+    rhs = xp.concatenate([(mean - mu)[..., None], xp.broadcast_to(root_t, chol.shape)], axis=-1)
+    if xp is np:
+        solved = np.linalg.solve(chol, rhs)
+    elif p <= UNROLL_MAX_P:
+        solved = forward_substitution(chol, rhs, xp)
+    else:  # unrolled code would grow as p^3 and compile slowly
+        from jax.scipy.linalg import solve_triangular
+
+        solved = solve_triangular(chol, rhs, lower=True)
+    maha = (solved[..., 0] ** 2).sum(-1)
+    trace = (solved[..., 1:] ** 2).sum((-2, -1))
+    logdet = 2.0 * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
 
 
-def _cholesky(a):
-    if a.shape[-1] <= UNROLL_MAX_P:
-        return cholesky(a)
-    return _jnp().linalg.cholesky(a)
+def suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
+    """Exact log-likelihood of each batch entry's rows from its statistics.
+
+    ``n`` rows with mean ``mean`` and centered scatter ``R^T R`` (``root_t`` is ``R^T``),
+    under ``N(mu, cov)``; the NumPy twin of ``groupcov.distributions.mvnormal.suffstat_logp``.
+    ``xp`` is the array module: ``numpy`` or ``jax.numpy`` (inside a JAX function).
+
+    Examples
+    --------
+    >>> from scipy import stats
+    >>> x = np.random.default_rng(0).normal(size=(6, 2))
+    >>> c = x - x.mean(0)
+    >>> root_t = np.linalg.cholesky(c.T @ c)
+    >>> cov = np.array([[2.0, 0.3], [0.3, 1.0]])
+    >>> ours = suffstat_loglik(6, x.mean(0), root_t, np.zeros(2), cov)
+    >>> bool(np.isclose(ours, stats.multivariate_normal(np.zeros(2), cov).logpdf(x).sum()))
+    True
+    """
+    return _loglik_from_factor(n, mean, root_t, mu, _factor(cov, xp), xp)
+
+
+def masked_loglik(n, mean, root_t, mu, cov, observed, xp=np):
+    """:func:`suffstat_loglik` of rows that observe only the features where ``observed``
+    (``(..., p)``, 0/1) is 1: the exact likelihood of their observed sub-vectors.
+
+    With ``M`` the 0/1 mask the covariance is replaced by ``M Sigma M + (I - M)``, whose
+    factor is the factor of the observed block with unit rows elsewhere, so every cell
+    is handled by one batched expression (``groupcov.distributions.mvnormal.
+    masked_suffstat_logp`` in PyMC).
+    """
+    mask = observed
+    p = mask.shape[-1]
+    outer = mask[..., :, None] * mask[..., None, :]
+    masked_cov = cov * outer + np.eye(p) * (1.0 - mask)[..., None, :]
+    full = suffstat_loglik(
+        n, mean * mask, root_t * mask[..., :, None], mu * mask, masked_cov, xp
+    )
+    return full + 0.5 * n * (1.0 - mask).sum(-1) * _LOG_2PI
 
 
 # --- pieces of the prior ------------------------------------------------------------------
@@ -304,7 +361,7 @@ def _means(params, data, spec: DensitySpec):
         params["mu_z_pop_xi"], tau, est, var, *_normal_loc(mu_sigma)
     )
     mu, logp = _whitened_normal(params["mu_z_eps"], loc, tau, est, var, factor)
-    return mu, logp_tau + logp_loc + logp, {"mu_pop": loc, "mu_tau": tau, "mu_tau_z": tau}
+    return mu, logp_tau + logp_loc + logp, {"mu_pop": loc, "mu_tau": tau}
 
 
 def _covariances(params, data, spec: DensitySpec):
@@ -354,11 +411,15 @@ def _covariances(params, data, spec: DensitySpec):
 
 
 def _chol(theta, p: int):
-    """Covariance Cholesky factors ``(..., p, p)`` from ``(log sd, atanh CPC)``
-    (:func:`_chol_entries`, stacked)."""
+    """Covariance Cholesky factors ``(..., p, p)`` from ``(log sd, atanh CPC)``."""
+    return _stack_lower(_chol_entries(theta, p)[0])
+
+
+def _stack_lower(entries):
+    """A lower-triangular matrix ``(..., p, p)`` from its entries (arrays over the batch)."""
     jnp = _jnp()
-    entries, _ = _chol_entries(theta, p)
-    zero = jnp.zeros_like(theta[..., 0])
+    p = len(entries)
+    zero = jnp.zeros_like(entries[0][0])
     return jnp.stack(
         [jnp.stack([entries[i][j] if j <= i else zero for j in range(p)], axis=-1)
          for i in range(p)], axis=-2,
@@ -366,8 +427,8 @@ def _chol(theta, p: int):
 
 
 def _chol_entries(theta, p: int):
-    """The lower triangle of :func:`_chol` entry by entry (arrays over the batch) and
-    the log of its diagonal.
+    """The lower triangle of the covariance Cholesky factor from ``(log sd, atanh CPC)``,
+    entry by entry (arrays over the batch), and the log of its diagonal.
 
     With ``z = tanh(w)`` the CPCs and ``r_ij = prod_{k<j} (1 - z_ik^2)`` the squared norm
     a row has left: ``L_ij = sd_i z_ij sqrt(r_ij)``, ``L_ii = sd_i sqrt(r_ii)``. Each
@@ -404,21 +465,8 @@ def _chol_entries(theta, p: int):
     return entries, log_diag
 
 
-def _suffstat_loglik(n, mean, root, mu, chol):
-    """Exact log-likelihood of each batch entry's rows (``groupcov.distributions.
-    mvnormal.suffstat_logp``)."""
-    jnp = _jnp()
-    p = mean.shape[-1]
-    rhs = jnp.concatenate([(mean - mu)[..., :, None], jnp.swapaxes(root, -1, -2)], axis=-1)
-    solved = _solve_lower(chol, rhs)
-    maha = jnp.sum(solved[..., :, 0] ** 2, axis=-1)
-    trace = jnp.sum(solved[..., :, 1:] ** 2, axis=(-2, -1))
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
-
-
 def _unrolled_loglik(n, mean, root, mu, entries, log_diag):
-    """:func:`_suffstat_loglik` with the factor given entry by entry: every term is an
+    """:func:`suffstat_loglik` with the factor given entry by entry: every term is an
     elementwise expression over the groups, so XLA fuses the whole likelihood and its
     gradient into a few loops."""
     jnp = _jnp()
@@ -437,20 +485,14 @@ def _unrolled_loglik(n, mean, root, mu, entries, log_diag):
 
 
 def _incomplete_loglik(data, mu, chol):
-    """Rows that observe only some features: the exact likelihood of the observed part
-    (``groupcov.distributions.mvnormal.masked_suffstat_logp``), per cell."""
+    """Rows that observe only some features (:func:`masked_loglik`), per cell."""
     jnp = _jnp()
-    idx, packed, mask = data["cell_group"], data["cell_suffstats"], data["cell_observed"]
-    n = data["cell_n"]
+    idx, packed = data["cell_group"], data["cell_suffstats"]
     chol = chol[idx]
-    p = chol.shape[-1]
-    cov = chol @ jnp.swapaxes(chol, -1, -2)
-    masked = cov * (mask[:, :, None] * mask[:, None, :]) + np.eye(p) * (1.0 - mask)[:, None, :]
-    full = _suffstat_loglik(
-        n, packed[:, 0, :] * mask, packed[:, 1:, :] * mask[:, None, :], mu[idx] * mask,
-        _cholesky(masked),
+    return masked_loglik(
+        data["cell_n"], packed[:, 0, :], jnp.swapaxes(packed[:, 1:, :], -1, -2), mu[idx],
+        chol @ jnp.swapaxes(chol, -1, -2), data["cell_observed"], jnp,
     )
-    return full + 0.5 * n * jnp.sum(1.0 - mask, axis=-1) * _LOG_2PI
 
 
 class Evaluation(NamedTuple):
@@ -515,15 +557,16 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Eval
     mu_z, logp_mu, hyper = _means(params, data, spec)
     theta, logp_cov, hyper_cov = _covariances(params, data, spec)
     hyper.update(hyper_cov)
-    chol_z = _chol(theta, p)
-    packed = data["suffstats"]
+    entries, log_diag = _chol_entries(theta, p)
+    chol_z = _stack_lower(entries)
+    packed, n_rows = data["suffstats"], data["n_rows"]
     if p <= UNROLL_MAX_P:
         per_group = _unrolled_loglik(
-            data["n_rows"], packed[:, 0, :], packed[:, 1:, :], mu_z, *_chol_entries(theta, p)
+            n_rows, packed[:, 0, :], packed[:, 1:, :], mu_z, entries, log_diag
         )
     else:
-        per_group = _suffstat_loglik(
-            data["n_rows"], packed[:, 0, :], packed[:, 1:, :], mu_z, chol_z
+        per_group = _loglik_from_factor(
+            n_rows, packed[:, 0, :], jnp.swapaxes(packed[:, 1:, :], -1, -2), mu_z, chol_z, jnp
         )
     center, scale = data["center"], data["scale"]
     log_scale = jnp.log(scale)
@@ -546,7 +589,7 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Eval
         "cov": sigma[..., :, None] * sigma[..., None, :] * corr,
     }
     if "mu_tau" in hyper:
-        values.update(mu_tau_z=hyper["mu_tau_z"], mu_tau=scale * hyper["mu_tau"])
+        values.update(mu_tau_z=hyper["mu_tau"], mu_tau=scale * hyper["mu_tau"])
     if "mu_pop" in hyper:
         values["mu_pop"] = center + scale * hyper["mu_pop"]
     if "sd_tau" in hyper:
