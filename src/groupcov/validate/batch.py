@@ -3,12 +3,11 @@
 Simulation studies fit the same model to hundreds of data sets of the same shape.
 :class:`BatchSampler` takes a :class:`~groupcov.GroupCovModel` in JAX once (its JAX
 density, as :meth:`~groupcov.GroupCovModel.fit` samples it, or its PyMC model translated
-for the other parameterizations; the data containers are inputs) and runs NumPyro's
-NUTS, warm-up included, for a
-whole batch of data sets in one compiled call: vectorized over data sets, chains in
-parallel over the CPU devices. Each data set gets its own step size, mass matrix and
-random stream, so each fit is the fit :meth:`GroupCovModel.fit` would make (up to
-the initial points, which are the model's support point plus uniform(-1, 1) jitter).
+for the other parameterizations; the data containers are inputs) and runs the chain
+:meth:`~groupcov.GroupCovModel.fit` runs (NumPyro's NUTS, warm-up included,
+:func:`groupcov.inference.jax_backend.nuts_chain`) for a whole batch of data sets in one
+compiled call: vectorized over data sets, chains in parallel over the CPU devices. Each
+data set gets its own step size, mass matrix and random stream.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from groupcov.inference.backends import initial_points
-from groupcov.inference.jax_backend import _jax_function, enable_compilation_cache
+from groupcov.inference.backends import SamplerSettings, initial_points
+from groupcov.inference.jax_backend import _jax_function, enable_compilation_cache, nuts_chain
 from groupcov.model.inputs import model_data
 from groupcov.stats import SufficientStats
 
@@ -37,7 +36,7 @@ class BatchFit(NamedTuple):
     diverging : numpy.ndarray of bool, shape ``(data set, chain, draw)``
         Divergent transitions.
     steps : numpy.ndarray of int, shape ``(data set, chain)``
-        Leapfrog steps per chain, warm-up included.
+        Leapfrog steps per chain over the kept draws.
     seconds : float
         Wall time of the batch, compilation included on the first call.
     """
@@ -148,36 +147,32 @@ class BatchSampler:
 
     def _compile(self):
         import jax
-        from numpyro.infer.hmc import hmc
+        import jax.numpy as jnp
 
-        fn, names, keep = self._fn, self._names, self._keep
-        draws, tune, target = self.draws, self.tune, self.target_accept
+        fn, names, keep, base = self._fn, self._names, self._keep, self._base
+        settings = SamplerSettings(
+            draws=self.draws, tune=self.tune, chains=self.chains, random_seed=0,
+            progressbar=False, target_accept=self.target_accept,
+        )
 
-        def one_chain(key, params, data):
-            def potential(q):
-                return -fn(*[q[n] for n in names], *data)[0]
+        def evaluate(params, data):
+            logp, *outputs = fn(*[params[n] for n in names], *data)
+            return logp, [outputs[i] for i in keep]
 
-            init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
-            state = init_kernel(
-                params, num_warmup=tune, target_accept_prob=target, rng_key=key
-            )
-            def warm(s, _):
-                s = sample_kernel(s)
-                return s, s.num_steps
+        def initial_point(data):
+            return {n: jnp.asarray(base[n], "float64") for n in names}
 
-            def draw(s, _):
-                s = sample_kernel(s)
-                out = fn(*[s.z[n] for n in names], *data)[1:]
-                return s, ([out[i] for i in keep], s.diverging, s.num_steps)
+        # the chain GroupCovModel.fit runs, vectorized over data sets
+        chain = nuts_chain(evaluate, initial_point, settings, {})
 
-            state, warm_steps = jax.lax.scan(warm, state, None, length=tune)
-            values, diverging, steps = jax.lax.scan(draw, state, None, length=draws)[1]
-            return values, diverging, warm_steps.sum() + steps.sum()
+        def one_chain(key, data):
+            values, diverging, steps = chain(key, data)[:3]
+            return values, diverging, steps.sum()
 
-        over_sets = jax.vmap(one_chain, in_axes=(0, 0, 0))
+        over_sets = jax.vmap(one_chain, in_axes=(0, 0))
         if jax.default_backend() == "cpu" and jax.local_device_count() >= self.chains > 1:
-            return jax.pmap(over_sets, in_axes=(0, 0, None))
-        return jax.jit(jax.vmap(over_sets, in_axes=(0, 0, None)))
+            return jax.pmap(over_sets, in_axes=(0, None))
+        return jax.jit(jax.vmap(over_sets, in_axes=(0, None)))
 
     def sample(self, stats: Sequence[SufficientStats], seed: int) -> BatchFit:
         """Fit every data set in ``stats``.
@@ -205,16 +200,9 @@ class BatchSampler:
         columns = list(zip(*[self.data_values(s) for s in stats], strict=True))
         data = tuple(jnp.asarray(np.stack(col)) for col in columns)
         rng = np.random.default_rng(seed)
-        init = {
-            n: jnp.asarray(
-                np.asarray(self._base[n], dtype="float64")
-                + rng.uniform(-1.0, 1.0, (chains, n_sets, *np.shape(self._base[n])))
-            )
-            for n in self._names
-        }
         keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), chains * n_sets)
         keys = keys.reshape(chains, n_sets, *keys.shape[1:])
-        values, diverging, steps = jax.block_until_ready(self._run(keys, init, data))
+        values, diverging, steps = jax.block_until_ready(self._run(keys, data))
         # (chain, set, draw, ...) -> (set, chain, draw, ...)
         out = {name: np.swapaxes(np.asarray(v), 0, 1) for name, v in
                zip(self.var_names, values, strict=True)}
