@@ -244,6 +244,8 @@ def sample_structure(
     )
     start = time.perf_counter()
     program = _PROGRAMS.get(key)
+    if program is None:
+        _prepare_datasets()
     path = _program_path(key)
     if program is None and path is not None:
         program = load_program(path, settings.chains)
@@ -263,6 +265,25 @@ def sample_structure(
     out.attrs["sampling_time"] = time.perf_counter() - start
     dims = dict(program.outputs)
     return _groups(out, dims, coords, sampler)
+
+
+def _wrap_an_array() -> None:
+    xr.Variable(("draw",), np.zeros(1))
+
+
+def _prepare_datasets() -> None:
+    """Let xarray make its first variable in a background thread.
+
+    xarray imports ``dask.array`` (when Dask is installed) the first time it wraps an
+    array, about 0.4 s; a process's first fit does that while XLA compiles or loads the
+    sampler, which holds neither the GIL nor both cores all the time.
+    """
+    import sys
+    import threading
+
+    if "dask" in sys.modules:
+        return
+    threading.Thread(target=_wrap_an_array, name="groupcov-xarray", daemon=True).start()
 
 
 def _to_groups(
