@@ -130,9 +130,9 @@ def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
 
 
 def test_cholesky_entries_are_exact_for_extreme_correlations():
-    # CPCs within 1e-26 of +-1 (atanh 30) and of 0: the entry-by-entry factor equals
-    # groupcov.distributions' (log-space) correlation factor times the sds, rows keep
-    # their norm and the log diagonal stays finite
+    # CPCs within 1e-26 of +-1 (atanh 30) and of 0: the entry-by-entry factor and its
+    # array form equal groupcov.distributions' (log-space) correlation factor times the
+    # sds, rows keep their norm and the log diagonal stays finite
     from groupcov.distributions.lkj import corr_cholesky_from_unconstrained
 
     p = 4
@@ -154,6 +154,9 @@ def test_cholesky_entries_are_exact_for_extreme_correlations():
         np.testing.assert_allclose(norm, np.exp(2 * log_sd[:, i]), rtol=1e-13)
     np.testing.assert_allclose(np.asarray(density._chol(theta, p)), reference, rtol=1e-12,
                                atol=1e-300)
+    # the array form used beyond UNROLL_MAX_P features
+    np.testing.assert_allclose(np.asarray(density._chol_matrix(theta, p)), reference,
+                               rtol=1e-12, atol=1e-300)
     # log diagonal from logs, not from the (possibly underflowing) entries
     expected = np.log(np.diagonal(reference, axis1=1, axis2=2))
     np.testing.assert_allclose(np.stack([np.asarray(v) for v in log_diag], 1), expected,

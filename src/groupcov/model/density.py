@@ -9,11 +9,12 @@ and a program with a few fused loops over the groups instead of hundreds of smal
 operations per gradient. Tests check it against the PyMC model's log density and
 deterministics at random points (``tests/test_density.py``).
 
-Matrices are handled entry by entry, each entry an array over the groups: the
-correlation factor always (``p (p - 1) / 2`` operations), Cholesky factors and
-triangular solves up to :data:`UNROLL_MAX_P` features (``p^3`` operations; batched
-LAPACK calls beyond). They become a few fused elementwise loops, where batched linear
-algebra would call LAPACK once per group.
+Up to :data:`UNROLL_MAX_P` features matrices are handled entry by entry, each entry an
+array over the groups: the correlation factor (``p (p - 1) / 2`` entries), Cholesky
+factors and triangular solves (``p^3`` operations). Beyond, the factor is a few array
+operations on ``(G, p, p)`` matrices and the solves are batched LAPACK calls. Entry by
+entry, the code becomes a few fused elementwise loops, where batched linear algebra
+would call LAPACK once per group; its size grows with ``p`` and so does its compile time.
 """
 
 from __future__ import annotations
@@ -412,7 +413,9 @@ def _covariances(params, data, spec: DensitySpec):
 
 def _chol(theta, p: int):
     """Covariance Cholesky factors ``(..., p, p)`` from ``(log sd, atanh CPC)``."""
-    return _stack_lower(_chol_entries(theta, p)[0])
+    if p <= UNROLL_MAX_P:
+        return _stack_lower(_chol_entries(theta, p)[0])
+    return _chol_matrix(theta, p)
 
 
 def _stack_lower(entries):
@@ -463,6 +466,26 @@ def _chol_entries(theta, p: int):
             entries[i][i] = sd * jnp.sqrt(remaining)
             log_diag.append(columns[i] + 0.5 * jnp.log(remaining))
     return entries, log_diag
+
+
+def _chol_matrix(theta, p: int):
+    """:func:`_chol_entries` as a few array operations on ``(..., p, p)`` matrices, for
+    many features (the entry-by-entry code grows as ``p^2`` operations and compiles
+    slowly). ``r_ij`` is an exclusive cumulative sum of ``log(1 - z_ik^2)`` along each
+    row, computed from ``w`` directly, so it is exact also where ``z`` rounds to +-1."""
+    jnp = _jnp()
+    # the CPCs' places in the strict lower triangle, column by column as in
+    # _chol_entries; 0 picks a zero put in front (upper triangle and diagonal)
+    place = np.zeros((p, p), dtype=np.int32)
+    pairs = [(i, j) for j in range(p) for i in range(j + 1, p)]
+    for k, (i, j) in enumerate(pairs):
+        place[i, j] = k + 1
+    log_sd, w = theta[..., :p], theta[..., p:]
+    w = jnp.concatenate([jnp.zeros_like(w[..., :1]), w], axis=-1)[..., place]
+    log_left = 2.0 * _half_log1m_tanh2(w)  # log(1 - z^2); 0 off the strict lower part
+    log_r = jnp.cumsum(log_left, axis=-1) - log_left
+    unit = jnp.where(np.eye(p, dtype=bool), 1.0, jnp.tanh(w)) * jnp.exp(0.5 * log_r)
+    return jnp.exp(log_sd)[..., :, None] * unit
 
 
 def _unrolled_loglik(n, mean, root, mu, entries, log_diag):
@@ -557,14 +580,15 @@ def log_density_and_outputs(params: dict, data: dict, spec: DensitySpec) -> Eval
     mu_z, logp_mu, hyper = _means(params, data, spec)
     theta, logp_cov, hyper_cov = _covariances(params, data, spec)
     hyper.update(hyper_cov)
-    entries, log_diag = _chol_entries(theta, p)
-    chol_z = _stack_lower(entries)
     packed, n_rows = data["suffstats"], data["n_rows"]
     if p <= UNROLL_MAX_P:
+        entries, log_diag = _chol_entries(theta, p)
+        chol_z = _stack_lower(entries)
         per_group = _unrolled_loglik(
             n_rows, packed[:, 0, :], packed[:, 1:, :], mu_z, entries, log_diag
         )
     else:
+        chol_z = _chol_matrix(theta, p)
         per_group = _loglik_from_factor(
             n_rows, packed[:, 0, :], jnp.swapaxes(packed[:, 1:, :], -1, -2), mu_z, chol_z, jnp
         )
