@@ -114,13 +114,21 @@ def test_log_density_gradient_and_outputs_equal_the_pymc_model(means, covariance
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
-    # above UNROLL_MAX_P features the factor and the solves are batched matrix code
+    # above UNROLL_MAX_P features (UNROLL_MAX_P_FEW_GROUPS with few groups) the factor and
+    # the solves are batched matrix code
     gm, _, spec = _both(_frame(3, True), "hierarchical", "hierarchical")
     data = {k: jnp.asarray(v) for k, v in gm._values.items()}
     rng = np.random.default_rng(0)
     points = _random_points(parameter_shapes(spec), rng)
     unrolled = [log_density_and_outputs(pt, data, spec) for pt in points]
+    # which form a model gets by default
+    assert density._entrywise(spec)
+    assert density._entrywise(spec._replace(n_groups=50, n_features=10))
+    assert not density._entrywise(spec._replace(n_groups=50, n_features=11))
+    assert not density._entrywise(spec._replace(n_groups=49, n_features=7))
+    assert density._entrywise(spec._replace(n_groups=49, n_features=6))
     monkeypatch.setattr(density, "UNROLL_MAX_P", 2)
+    monkeypatch.setattr(density, "UNROLL_MAX_P_FEW_GROUPS", 2)
     matrix = [log_density_and_outputs(pt, data, spec) for pt in points]
     for (a, outs_a, ll_a), (b, outs_b, ll_b) in zip(unrolled, matrix, strict=True):
         np.testing.assert_allclose(np.asarray(ll_a), np.asarray(ll_b), rtol=1e-10)
@@ -152,11 +160,10 @@ def test_cholesky_entries_are_exact_for_extreme_correlations():
                                        rtol=1e-12, atol=1e-300)
         norm = sum(np.asarray(entries[i][j]) ** 2 for j in range(i + 1))
         np.testing.assert_allclose(norm, np.exp(2 * log_sd[:, i]), rtol=1e-13)
-    np.testing.assert_allclose(np.asarray(density._chol(theta, p)), reference, rtol=1e-12,
-                               atol=1e-300)
-    # the array form used beyond UNROLL_MAX_P features
-    np.testing.assert_allclose(np.asarray(density._chol_matrix(theta, p)), reference,
-                               rtol=1e-12, atol=1e-300)
+    # stacked, and the array form used for many features
+    for entrywise in (True, False):
+        np.testing.assert_allclose(np.asarray(density._chol(theta, p, entrywise)), reference,
+                                   rtol=1e-12, atol=1e-300)
     # log diagonal from logs, not from the (possibly underflowing) entries
     expected = np.log(np.diagonal(reference, axis1=1, axis2=2))
     np.testing.assert_allclose(np.stack([np.asarray(v) for v in log_diag], 1), expected,
