@@ -119,3 +119,30 @@ def test_bad_arguments_are_named():
         summarize(np.zeros((2, 10)), hdi_prob=1.5)
     with pytest.raises(ValueError, match=r"\(chain, draw"):
         summarize(np.zeros(10))
+
+
+def test_sampling_problems_name_divergences_and_a_stuck_chain():
+    import xarray as xr
+
+    from groupcov.result import sampling_problems
+
+    rng = np.random.default_rng(3)
+    lp = rng.normal(size=(4, 1000))
+    diverging = np.zeros((4, 1000), dtype=bool)
+
+    def stats(lp, diverging):
+        return xr.Dataset({"lp": (("chain", "draw"), lp),
+                           "diverging": (("chain", "draw"), diverging)})
+
+    assert sampling_problems(stats(lp, diverging)) == []
+    assert sampling_problems(None) == []
+    # a chain 5 sds away on the log density
+    shifted = lp.copy()
+    shifted[2] += 5.0
+    (message,) = sampling_problems(stats(shifted, diverging))
+    assert "R-hat of lp" in message and float(message.split("lp ")[1][:4]) > 1.5
+    diverging[1, 7] = diverging[3, 9] = True
+    (message,) = sampling_problems(stats(lp, diverging))
+    assert message.startswith("2 divergent transitions")
+    # one chain: no R-hat
+    assert sampling_problems(stats(shifted[:1], diverging[:1] & False)) == []

@@ -152,6 +152,23 @@ def test_batched_prior_in_a_users_own_model():
     np.testing.assert_allclose(cov_mean, sample_cov, atol=0.1 * np.abs(sample_cov).max())
 
 
+def test_fit_warns_about_sampling_problems(monkeypatch):
+    import groupcov.api
+
+    sim = two_groups(n_per_group=30, seed=4)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features)
+    seen = []
+
+    def problems(sample_stats):
+        seen.append(int(sample_stats["diverging"].sizes["chain"]))
+        return ["3 divergent transitions after warm-up"]
+
+    monkeypatch.setattr(groupcov.api, "sampling_problems", problems)
+    with pytest.warns(groupcov.ConvergenceWarning, match="3 divergent transitions"):
+        m.fit(draws=50, tune=50, chains=2, random_seed=0, progressbar=False)
+    assert seen == [2]
+
+
 def test_missing_backend_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "nutpie", None)
     sim = two_groups(n_per_group=20, seed=0)

@@ -16,6 +16,7 @@ _configure()
 
 _LAZY = {
     "CollinearFeaturesWarning": "groupcov.data",
+    "ConvergenceWarning": "groupcov.result",
     "DataError": "groupcov.data",
     "ManyFeaturesWarning": "groupcov.data",
     "reduce": "groupcov.data",
@@ -33,6 +34,7 @@ _LAZY = {
 __all__ = [
     "BayesianQDA",
     "CollinearFeaturesWarning",
+    "ConvergenceWarning",
     "DataError",
     "GroupCovModel",
     "GroupCovResult",
@@ -53,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from groupcov.data import CollinearFeaturesWarning, DataError, ManyFeaturesWarning, reduce
     from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats
     from groupcov.model.priors import Priors
-    from groupcov.result import GroupCovResult
+    from groupcov.result import ConvergenceWarning, GroupCovResult
     from groupcov.sklearn import BayesianQDA
     from groupcov.stats import SufficientStats
 

@@ -15,7 +15,7 @@ from groupcov.model.inputs import (
     model_data,
 )
 from groupcov.model.priors import Priors
-from groupcov.result import GroupCovResult
+from groupcov.result import ConvergenceWarning, GroupCovResult, sampling_problems
 from groupcov.stats import Standardization, SufficientStats
 
 __all__ = ["FEW_GROUPS", "GroupCovModel", "MissingValuesWarning"]
@@ -264,6 +264,13 @@ class GroupCovModel:
         Returns
         -------
         GroupCovResult
+
+        Warns
+        -----
+        ConvergenceWarning
+            Divergent transitions, or chains that disagree on the log density
+            (:func:`groupcov.result.sampling_problems`); every quantity's R-hat and ESS
+            are in :meth:`GroupCovResult.diagnostics`.
         """
         kwargs.setdefault("target_accept", self.default_target_accept())
         options = dict(
@@ -284,7 +291,10 @@ class GroupCovModel:
                 self._structure(), self._values, coords, self._built_model, sampler,
                 density=self._density_spec(), **options,
             )
-        return GroupCovResult.from_posterior(idata, self.stats, self.spec)
+        result = GroupCovResult.from_posterior(idata, self.stats, self.spec)
+        for problem in sampling_problems(result.sample_stats):
+            warnings.warn(problem, ConvergenceWarning, stacklevel=2)
+        return result
 
     def _density_spec(self):
         """The model as a JAX log density, or None where it must be sampled as a PyMC

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from groupcov.diagnostics import run_threads, summarize
+from groupcov.diagnostics import rhat, run_threads, summarize
 from groupcov.model.density import masked_loglik, suffstat_loglik
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import arviz as az
 
 __all__ = [
+    "ConvergenceWarning",
     "Diagnostics",
     "GroupCovResult",
     "group_log_likelihood",
@@ -83,6 +84,53 @@ class Diagnostics(NamedTuple):
             and min(self.min_ess_bulk, self.min_ess_tail) >= 400
             and self.divergences == 0
         )
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit's chains disagree or diverged: its summaries may be wrong."""
+
+
+def sampling_problems(sample_stats: xr.Dataset | None) -> list[str]:
+    """What the sampler statistics alone say is wrong with a fit (cheap: no per-quantity
+    diagnostics): divergent transitions, and chains that disagree on the log density
+    (rank-normalized split R-hat of ``lp`` above 1.01, as when a chain stays in another
+    mode). :meth:`GroupCovResult.diagnostics` checks every quantity.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> lp = rng.normal(size=(4, 500))
+    >>> ok = xr.Dataset({"lp": (("chain", "draw"), lp),
+    ...                  "diverging": (("chain", "draw"), np.zeros((4, 500), bool))})
+    >>> sampling_problems(ok)
+    []
+    >>> lp[0] -= 40.0  # one chain in another mode
+    >>> stuck = ok.assign(lp=(("chain", "draw"), lp))
+    >>> sampling_problems(stuck)[0][:48]
+    'chains disagree on the log density (R-hat of lp '
+    """
+    if sample_stats is None:
+        return []
+    problems = []
+    if "diverging" in sample_stats:
+        n = int(sample_stats["diverging"].values.sum())
+        if n:
+            problems.append(
+                f"{n} divergent transition{'s' if n > 1 else ''} after warm-up: the "
+                "posterior may be biased where the sampler could not follow it; refit with "
+                "a higher target_accept (e.g. fit(target_accept=0.99))"
+            )
+    if "lp" in sample_stats and sample_stats.sizes.get("chain", 1) > 1:
+        lp = np.asarray(sample_stats["lp"].transpose("chain", "draw").values, dtype=float)
+        r_hat = float(rhat(lp[..., None])[0])
+        if r_hat > 1.01:
+            means = ", ".join(f"{m:.1f}" for m in lp.mean(axis=1))
+            problems.append(
+                f"chains disagree on the log density (R-hat of lp {r_hat:.2f}; mean lp per "
+                f"chain {means}): a chain may be stuck in another mode or the fit is too "
+                "short; run more draws or chains and check result.diagnostics()"
+            )
+    return problems
 
 
 _PARAMETERS = ("mu", "sigma", "corr", "cov")
