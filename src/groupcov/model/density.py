@@ -117,12 +117,12 @@ def _jnp():
     return jnp
 
 
-def _factor(cov, xp):
-    """Lower Cholesky factors: LAPACK in NumPy, entry by entry in JAX up to
-    :data:`UNROLL_MAX_P` features (batched LAPACK beyond)."""
+def _factor(cov, xp, entrywise: bool | None = None):
+    """Lower Cholesky factors: LAPACK in NumPy, in JAX entry by entry when ``entrywise``
+    (default: up to :data:`UNROLL_MAX_P` features), batched LAPACK otherwise."""
     if xp is np:
         return np.linalg.cholesky(cov)
-    if cov.shape[-1] <= UNROLL_MAX_P:
+    if cov.shape[-1] <= UNROLL_MAX_P if entrywise is None else entrywise:
         return cholesky(cov, xp)
     return xp.linalg.cholesky(cov)
 
@@ -149,7 +149,7 @@ def _loglik_from_factor(n, mean, root_t, mu, chol, xp, entrywise: bool | None = 
     return -0.5 * n * (p * _LOG_2PI + logdet) - 0.5 * trace - 0.5 * n * maha
 
 
-def suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
+def suffstat_loglik(n, mean, root_t, mu, cov, xp=np, entrywise: bool | None = None):
     """Exact log-likelihood of each batch entry's rows from its statistics.
 
     ``n`` rows with mean ``mean`` and centered scatter ``R^T R`` (``root_t`` is ``R^T``),
@@ -167,10 +167,10 @@ def suffstat_loglik(n, mean, root_t, mu, cov, xp=np):
     >>> bool(np.isclose(ours, stats.multivariate_normal(np.zeros(2), cov).logpdf(x).sum()))
     True
     """
-    return _loglik_from_factor(n, mean, root_t, mu, _factor(cov, xp), xp)
+    return _loglik_from_factor(n, mean, root_t, mu, _factor(cov, xp, entrywise), xp, entrywise)
 
 
-def masked_loglik(n, mean, root_t, mu, cov, observed, xp=np):
+def masked_loglik(n, mean, root_t, mu, cov, observed, xp=np, entrywise: bool | None = None):
     """:func:`suffstat_loglik` of rows that observe only the features where ``observed``
     (``(..., p)``, 0/1) is 1: the exact likelihood of their observed sub-vectors.
 
@@ -184,7 +184,7 @@ def masked_loglik(n, mean, root_t, mu, cov, observed, xp=np):
     outer = mask[..., :, None] * mask[..., None, :]
     masked_cov = cov * outer + np.eye(p) * (1.0 - mask)[..., None, :]
     full = suffstat_loglik(
-        n, mean * mask, root_t * mask[..., :, None], mu * mask, masked_cov, xp
+        n, mean * mask, root_t * mask[..., :, None], mu * mask, masked_cov, xp, entrywise
     )
     return full + 0.5 * n * (1.0 - mask).sum(-1) * _LOG_2PI
 
@@ -527,13 +527,18 @@ def _unrolled_loglik(n, mean, root, mu, entries, log_diag):
 
 
 def _incomplete_loglik(data, mu, chol):
-    """Rows that observe only some features (:func:`masked_loglik`), per cell."""
+    """Rows that observe only some features (:func:`masked_loglik`), per cell: entry by
+    entry up to :data:`UNROLL_MAX_P_FEW_GROUPS` features (each cell refactors its
+    masked covariance, and beyond that the unrolled factorization and solves of the
+    cells cost more than batched LAPACK: 0.67 against 0.34 ms per gradient for 67 cells
+    at p = 8, and 9.5 against 3.7 s to compile)."""
     jnp = _jnp()
     idx, packed = data["cell_group"], data["cell_suffstats"]
     chol = chol[idx]
     return masked_loglik(
         data["cell_n"], packed[:, 0, :], jnp.swapaxes(packed[:, 1:, :], -1, -2), mu[idx],
         chol @ jnp.swapaxes(chol, -1, -2), data["cell_observed"], jnp,
+        entrywise=chol.shape[-1] <= UNROLL_MAX_P_FEW_GROUPS,
     )
 
 
