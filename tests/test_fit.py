@@ -210,6 +210,8 @@ def test_default_model_samples_with_nutpie():
     post = res.idata.posterior
     assert post.attrs["sampler"] == "nutpie"
     assert {"mu", "cov", "mu_tau", "sd_tau", "corr_tau"} <= set(post)
+    # the statistics fit's own checks read, under the names the NumPyro path uses
+    assert {"lp", "diverging", "n_steps"} <= set(res.sample_stats)
     # 200 rows per group: posterior means near the sample means
     sample = groupcov.reduce(sim.data, "group", sim.features)
     np.testing.assert_allclose(post["mu"].mean(("chain", "draw")).values, sample.mean,

@@ -19,6 +19,8 @@ def _from_idata(idata, elapsed: float, tune: int) -> SamplerOutput:
         stats["n_steps"] = stats["tree_size"]
     if "diverging" not in stats and "divergences" in stats:
         stats["diverging"] = stats["divergences"]
+    if "lp" not in stats and "logp" in stats:  # nutpie's name for the log density
+        stats["lp"] = stats["logp"]
     return SamplerOutput(draws, stats, {"sampling_time": elapsed, "tuning_steps": tune})
 
 
