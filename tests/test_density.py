@@ -115,12 +115,17 @@ def test_log_density_gradient_and_outputs_equal_the_pymc_model(means, covariance
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
     # above UNROLL_MAX_P features (UNROLL_MAX_P_FEW_GROUPS with few groups) the factor and
-    # the solves are batched matrix code
+    # the solves are batched matrix code: same density, gradient and outputs
     gm, _, spec = _both(_frame(3, True), "hierarchical", "hierarchical")
     data = {k: jnp.asarray(v) for k, v in gm._values.items()}
     rng = np.random.default_rng(0)
     points = _random_points(parameter_shapes(spec), rng)
     unrolled = [log_density_and_outputs(pt, data, spec) for pt in points]
+
+    def gradient(pt):
+        return jax.grad(lambda q: log_density_and_outputs(q, data, spec).logp)(pt)
+
+    grads_unrolled = [gradient(pt) for pt in points]
     # which form a model gets by default
     assert density._entrywise(spec)
     assert density._entrywise(spec._replace(n_groups=50, n_features=10))
@@ -135,6 +140,11 @@ def test_matrix_path_for_many_features_equals_the_unrolled_one(monkeypatch):
         assert abs(float(a) - float(b)) < 1e-9 * max(1.0, abs(float(a)))
         for x, y in zip(outs_a, outs_b, strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-10, atol=1e-12)
+    for pt, g_a in zip(points, grads_unrolled, strict=True):
+        g_b = gradient(pt)
+        for name in g_a:
+            np.testing.assert_allclose(np.asarray(g_a[name]), np.asarray(g_b[name]),
+                                       rtol=1e-8, atol=1e-8, err_msg=name)
 
 
 def test_cholesky_entries_are_exact_for_extreme_correlations():
