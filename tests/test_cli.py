@@ -310,3 +310,40 @@ def test_demo_prints_the_table_and_saves_the_plot(tmp_path):
     assert code == (0 if lines[-1] == "OK" else 1)
     img = matplotlib.image.imread(png)
     assert img.shape[0] > 300 and img[..., :3].std() > 0.05
+
+
+def _fake_result(n_groups: int, p: int):
+    import types
+
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    feats = [f"feature_{j}" for j in range(p)]
+    groups = [f"g{i}" for i in range(n_groups)]
+    corr = np.broadcast_to(np.eye(p), (1, 2, n_groups, p, p)).copy()
+    corr[..., 1, 0] = corr[..., 0, 1] = 0.25
+    post = xr.Dataset({
+        "mu": (("chain", "draw", "group", "feature"), rng.normal(size=(1, 2, n_groups, p))),
+        "sigma": (("chain", "draw", "group", "feature"), np.ones((1, 2, n_groups, p))),
+        "corr": (("chain", "draw", "group", "feature", "feature_"), corr),
+    })
+    stats = types.SimpleNamespace(rows_per_group=lambda: np.full(n_groups, 50))
+    return types.SimpleNamespace(idata=types.SimpleNamespace(posterior=post), features=feats,
+                                 groups=groups, stats=stats)
+
+
+def test_group_table_stays_readable_with_many_features():
+    from groupcov.cli import TABLE_WIDTH, group_table
+
+    few = group_table(_fake_result(3, 2)).splitlines()
+    assert len(few) == 2 + 3 and "corr[feature_0,feature_1]" in few[0]
+    assert few[2].split()[:2] == ["g0", "50"]
+    # 13 features: one row per parameter, a column per group, correlations in the CSV
+    many = group_table(_fake_result(3, 13)).splitlines()
+    assert max(len(line) for line in many) <= TABLE_WIDTH
+    assert many[0].split() == ["g0", "g1", "g2"] and many[2].split() == ["rows", "50", "50", "50"]
+    assert len(many) == 3 + 2 * 13 + 1 and "78 correlations per group" in many[-1]
+    assert many[3].split()[0] == "mean[feature_0]"
+    # many groups and features: one row per group, means and sds
+    wide = group_table(_fake_result(12, 13)).splitlines()
+    assert len(wide) == 2 + 12 + 1 and "corr[" not in wide[0]

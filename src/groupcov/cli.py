@@ -321,28 +321,57 @@ def _matrix_table(result, name: str):
     return pd.concat(frames, ignore_index=True)
 
 
+#: The per-group table keeps one row per group up to this width, then turns to one row
+#: per parameter (a column per group); correlations beyond this many pairs go to the CSV.
+TABLE_WIDTH = 120
+TABLE_MAX_PAIRS = 15
+
+
 def group_table(result) -> str:
-    """Compact per-group text table: rows, posterior means of means, sds and correlations."""
+    """Compact per-group text table: rows, posterior means of means, sds and correlations.
+
+    One row per group while that fits in :data:`TABLE_WIDTH` characters; otherwise one
+    row per parameter with a column per group (up to 8 groups; more groups keep one row
+    per group with means and sds only). Correlations are listed up to
+    :data:`TABLE_MAX_PAIRS` pairs; ``correlations.csv`` holds them all.
+    """
     post = result.idata.posterior
     feats = result.features
     mu = post["mu"].mean(("chain", "draw")).values
     sd = post["sigma"].mean(("chain", "draw")).values
     corr = post["corr"].mean(("chain", "draw")).values
     n = result.stats.rows_per_group()
-    cols = [f"mean[{f}]" for f in feats] + [f"sd[{f}]" for f in feats]
-    pairs = [(a, b) for a in range(len(feats)) for b in range(a + 1, len(feats))]
-    cols += [f"corr[{feats[a]},{feats[b]}]" for a, b in pairs]
     labels = [str(g) for g in result.groups]
+    pairs = [(a, b) for a in range(len(feats)) for b in range(a + 1, len(feats))]
+    cols = [f"mean[{f}]" for f in feats] + [f"sd[{f}]" for f in feats]
+    vals = [list(mu[i]) + list(sd[i]) for i in range(len(labels))]
+    note = ""
+    if len(pairs) <= TABLE_MAX_PAIRS:
+        cols += [f"corr[{feats[a]},{feats[b]}]" for a, b in pairs]
+        vals = [v + [corr[i, a, b] for a, b in pairs] for i, v in enumerate(vals)]
+    else:
+        note = f"\n({len(pairs)} correlations per group: see correlations.csv)"
     gw = max(5, *(len(s) for s in labels))
     widths = [max(9, len(c)) for c in cols]
+    wide = gw + 9 + sum(w + 1 for w in widths)
+    if wide > TABLE_WIDTH and len(labels) <= 8:
+        pw = max(9, *(len(c) for c in cols))
+        lw = [max(10, len(g)) for g in labels]
+        lines = [f"{'':<{pw}} " + " ".join(f"{g:>{w}}" for g, w in zip(labels, lw, strict=True))]
+        lines.append("-" * len(lines[0]))
+        lines.append(f"{'rows':<{pw}} " + " ".join(
+            f"{int(k):>{w}}" for k, w in zip(n, lw, strict=True)))
+        for j, c in enumerate(cols):
+            lines.append(f"{c:<{pw}} " + " ".join(
+                f"{v[j]:>{w}.4g}" for v, w in zip(vals, lw, strict=True)))
+        return "\n".join(lines) + note
     lines = [f"{'group':<{gw}} {'rows':>7} " + " ".join(
         f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     for i, g in enumerate(labels):
-        vals = list(mu[i]) + list(sd[i]) + [corr[i, a, b] for a, b in pairs]
-        cells = " ".join(f"{v:>{w}.4g}" for v, w in zip(vals, widths, strict=True))
+        cells = " ".join(f"{v:>{w}.4g}" for v, w in zip(vals[i], widths, strict=True))
         lines.append(f"{g:<{gw}} {int(n[i]):>7} {cells}")
-    return "\n".join(lines)
+    return "\n".join(lines) + note
 
 
 def _fit(args: argparse.Namespace) -> int:
