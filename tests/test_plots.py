@@ -296,3 +296,20 @@ def test_ellipses_from_sigma_and_corr_when_cov_was_not_stored(fake):
                                    _artist(b, f"ellipse:{g}").get_xydata(), rtol=1e-10)
         np.testing.assert_allclose(_artist(a, f"band:{g}").get_path().vertices,
                                    _artist(b, f"band:{g}").get_path().vertices, rtol=1e-10)
+
+
+def test_band_quantiles_equal_numpy_nanquantile():
+    import warnings
+
+    from groupcov.plots import _column_quantile
+
+    rng = np.random.default_rng(5)
+    t = rng.normal(size=(101, 64))
+    t[rng.random(t.shape) < 0.2] = np.nan
+    t[:, 3] = np.nan  # an angle where no draw's ellipse reaches
+    t[:-1, 9] = np.nan  # and one reached by a single draw
+    for q in (0.0, 0.03, 0.5, 0.97, 1.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanquantile(t, q, axis=0)
+        np.testing.assert_allclose(_column_quantile(t, q), expected, rtol=1e-14, equal_nan=True)

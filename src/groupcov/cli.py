@@ -413,7 +413,8 @@ def _write_figures(result, data, group: str, out: Path, source: str) -> None:
     if len(result.features) == 2:
         fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
     else:
-        fig = plots.pairs(result, groups=groups, data=data, group_column=group)
+        features = result.features[: plots.PAIRS_MAX_FEATURES]  # the first ones
+        fig = plots.pairs(result, features, groups=groups, data=data, group_column=group)
     fig.savefig(out / "ellipses.png", dpi=100)
     write_report(result, out / "report.html", data=data, group_column=group, source=source,
                  title=f"groupcov: {source}")

@@ -142,9 +142,28 @@ def ellipse_band(
         t = (-b + np.sqrt(disc)) / (2.0 * a)
     t = np.where((disc >= 0) & (t > 0), t, np.nan)
     lo, hi = (1.0 - prob) / 2.0, (1.0 + prob) / 2.0
-    inner = np.nanquantile(t, lo, axis=0)
-    outer = np.nanquantile(t, hi, axis=0)
-    return EllipseBand(center, angles, inner, outer)
+    return EllipseBand(center, angles, _column_quantile(t, lo), _column_quantile(t, hi))
+
+
+def _column_quantile(t: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanquantile(t, q, axis=0)`` (linear interpolation) without its per-column
+    Python loop, which NaNs trigger: sorting puts NaNs last, so each column's valid
+    values lead.
+
+    >>> t = np.array([[1.0, np.nan], [3.0, 2.0], [np.nan, np.nan], [2.0, 4.0]])
+    >>> _column_quantile(t, 0.25), np.nanquantile(t, 0.25, axis=0)
+    (array([1.5, 2.5]), array([1.5, 2.5]))
+    """
+    ordered = np.sort(t, axis=0)
+    valid = np.sum(~np.isnan(t), axis=0)
+    pos = q * np.maximum(valid - 1, 0)
+    below = np.floor(pos).astype(int)
+    above = np.minimum(below + 1, np.maximum(valid - 1, 0))
+    cols = np.arange(t.shape[1])
+    low, high = ordered[below, cols], ordered[above, cols]
+    with np.errstate(invalid="ignore"):
+        out = low + (pos - below) * (high - low)
+    return np.where(valid > 0, out, np.nan)
 
 
 def _check_mass(mass: float) -> None:
@@ -309,6 +328,11 @@ def ellipses(
     if len(groups) <= _LEGEND_MAX:
         ax.legend(title="group", fontsize="small")
     return fig
+
+
+#: The report and the command line draw :func:`pairs` of at most this many features
+#: (the first ones; a grid of p^2 panels is unreadable and slow to lay out beyond).
+PAIRS_MAX_FEATURES = 6
 
 
 def pairs(

@@ -462,14 +462,18 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
     feats = list(result.features)
     groups = result.groups[:max_groups]
     parts = ["<h2>Plots</h2>"]
+    shown = feats[: plots.PAIRS_MAX_FEATURES]
     if len(feats) == 2:
         fig = plots.ellipses(result, groups=groups, data=data, group_column=group_column)
     else:
-        fig = plots.pairs(result, groups=groups, data=data, group_column=group_column)
+        fig = plots.pairs(result, shown, groups=groups, data=data, group_column=group_column)
     parts.append(_png_tag(fig, "covariance ellipses",
                           "Each group's 90% ellipse at its posterior mean covariance; the band "
                           "spans 94% of the ellipses of posterior draws."
-                          + (" Points: the data." if data is not None else "")))
+                          + (" Points: the data." if data is not None else "")
+                          + (f" The first {len(shown)} of {len(feats)} features; "
+                             "groupcov.plots.pairs(result, features=[...]) draws others."
+                             if len(shown) < len(feats) else "")))
     if len(feats) > 1:
         fig = plots.correlation_forest(result, groups=groups)
         parts.append(_png_tag(fig, "correlation forest",
