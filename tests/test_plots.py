@@ -244,6 +244,11 @@ def test_shrinkage_against_sample_estimates_of_the_raw_rows(fake):
     left = _artist(ax, "shrink:sigma[b]:g1").get_xydata()[0, 1]
     np.testing.assert_allclose(left, rows.std(ddof=1), rtol=1e-10)
     _png(fig)
+    # a subset of the features: their entries only, in the order given
+    sub = plots.shrinkage(result, parameter="corr", features=["c", "a"])
+    assert [ax.get_title() for ax in sub.axes if ax.axison] == ["corr[c,a]"]
+    with pytest.raises(KeyError, match="unknown feature"):
+        plots.shrinkage(result, parameter="mu", features=["z"])
 
 
 def test_shrinkage_against_an_unpooled_fit(fake):

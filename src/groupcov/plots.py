@@ -560,15 +560,16 @@ def sample_estimates(stats) -> dict:
     return {"mu": mean, "sigma": sd, "corr": corr}
 
 
-def _entries(result, parameter: str) -> list[tuple[str, tuple[int, ...]]]:
+def _entries(result, parameter: str, features=None) -> list[tuple[str, tuple[int, ...]]]:
     feats = list(result.features)
+    index = [_feature_index(result, f) for f in (feats if features is None else features)]
     if parameter == "corr":
         return [
             (f"corr[{feats[a]},{feats[b]}]", (a, b))
-            for a in range(len(feats))
-            for b in range(a + 1, len(feats))
+            for i, a in enumerate(index)
+            for b in index[i + 1:]
         ]
-    return [(f"{parameter}[{f}]", (a,)) for a, f in enumerate(feats)]
+    return [(f"{parameter}[{feats[a]}]", (a,)) for a in index]
 
 
 def shrinkage(
@@ -577,6 +578,7 @@ def shrinkage(
     *,
     parameter: str = "corr",
     groups: Sequence | None = None,
+    features: Sequence[str] | None = None,
     ncols: int = 4,
 ) -> Figure:
     """Shrinkage of group estimates: unpooled (left) against this fit (right).
@@ -598,6 +600,8 @@ def shrinkage(
         feature pair (``corr``).
     groups : sequence, optional
         Groups to show (default all).
+    features : sequence of str, optional
+        Features whose entries to show (default all; correlations among them).
     ncols : int
         Panels per row.
 
@@ -607,7 +611,7 @@ def shrinkage(
     """
     if parameter not in _POPULATION:
         raise ValueError(f"parameter= must be one of {list(_POPULATION)}, not {parameter!r}")
-    entries = _entries(result, parameter)
+    entries = _entries(result, parameter, features)
     if not entries:
         raise ValueError("a correlation needs two features; this result has one")
     groups = _select_groups(result, groups)

@@ -474,10 +474,14 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
                           + (f" The first {len(shown)} of {len(feats)} features; "
                              "groupcov.plots.pairs(result, features=[...]) draws others."
                              if len(shown) < len(feats) else "")))
+    subset = (f" Features: the first {len(shown)} of {len(feats)}."
+              if len(shown) < len(feats) else "")
     if len(feats) > 1:
-        fig = plots.correlation_forest(result, groups=groups)
+        pairs = [(a, b) for i, a in enumerate(shown) for b in shown[i + 1:]]
+        fig = plots.correlation_forest(result, pairs=pairs, groups=groups)
         parts.append(_png_tag(fig, "correlation forest",
-                              "Posterior mean and 94% HDI of each group's correlations."))
+                              "Posterior mean and 94% HDI of each group's correlations."
+                              + subset))
     spec = result.spec
     params = []
     if spec.get("means") == "hierarchical":
@@ -485,11 +489,11 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
     if spec.get("covariance") == "hierarchical":
         params += ["sigma"] + (["corr"] if len(feats) > 1 else [])
     for param in params:
-        fig = plots.shrinkage(result, unpooled, parameter=param, groups=groups)
+        fig = plots.shrinkage(result, unpooled, parameter=param, groups=groups, features=shown)
         left = "an unpooled fit" if unpooled is not None else "each group's sample estimate"
         parts.append(_png_tag(fig, f"shrinkage of {param}",
                               f"Shrinkage of {param}: {left} (left) against this fit (right); "
-                              "marker area grows with the group's rows."))
+                              "marker area grows with the group's rows." + subset))
     return "".join(parts)
 
 
