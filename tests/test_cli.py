@@ -247,6 +247,8 @@ def _one_line_error(code, stderr, words, status=2):
          ["--draws", ">= 1"]),
         (["fit", "{root}/data.csv", "--group", "site", "--chains", "two", "--out", "{root}/o"],
          ["--chains", "two"]),
+        (["fit", "{root}/data.csv", "--group", "site", "--target-accept", "1.5", "--out",
+          "{root}/o"], ["--target-accept", "between 0 and 1"]),
         (["fit", "{root}/data.csv", "--group", "site", "--means", "partial", "--out",
           "{root}/o"], ["--means", "partial"]),
         (["fit", "{root}/data.csv", "--group", "site", "--out", "{root}/data.csv"],
@@ -347,3 +349,15 @@ def test_group_table_stays_readable_with_many_features():
     # many groups and features: one row per group, means and sds
     wide = group_table(_fake_result(12, 13)).splitlines()
     assert len(wide) == 2 + 12 + 1 and "corr[" not in wide[0]
+
+
+def test_sampling_options_reach_fit():
+    parser = cli.build_parser()
+    args = parser.parse_args(["fit", "data.csv", "--group", "g", "--out", "o", "--draws", "10",
+                              "--seed", "4"])
+    assert cli._sampling_kwargs(args) == {"draws": 10, "tune": 1000, "chains": 4,
+                                          "random_seed": 4}
+    args = parser.parse_args(["compare", "data.csv", "--group", "g", "--target-accept", "0.99",
+                              "--sampler", "nutpie"])
+    kwargs = cli._sampling_kwargs(args)
+    assert kwargs["target_accept"] == 0.99 and kwargs["sampler"] == "nutpie"

@@ -43,6 +43,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -301,8 +311,8 @@ def _fit_model(args, stats, progress: _Progress, means: str, covariance: str,
         f"{args.tune} warm-up)",
         own_bar=own_bar,
     ):
-        result = model.fit(sampler=args.sampler, draws=args.draws, tune=args.tune,
-                           chains=args.chains, random_seed=args.seed, progressbar=own_bar)
+        with _report_warnings():
+            result = model.fit(progressbar=own_bar, **_sampling_kwargs(args))
     return result
 
 
@@ -527,10 +537,7 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         with _report_warnings():
             data = reduce_file(args.data, args.group, features)
-    kwargs = {"draws": args.draws, "tune": args.tune, "chains": args.chains,
-              "random_seed": args.seed}
-    if args.sampler:
-        kwargs["sampler"] = args.sampler
+    kwargs = _sampling_kwargs(args)
     with _report_warnings():
         table = compare(data, group=args.group, features=features, candidates=candidates,
                         pointwise=args.pointwise, **kwargs)
@@ -633,6 +640,21 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
     g.add_argument("--chains", type=_positive_int, default=chains,
                    help=f"number of chains (default {chains})")
     g.add_argument("--seed", type=int, default=None, help="random seed (reproducible draws)")
+    g.add_argument("--target-accept", type=_probability, default=None,
+                   help="NUTS's target acceptance rate; higher means smaller steps and fewer "
+                        "divergent transitions (default 0.9, 0.95 for hierarchical models of "
+                        "fewer than 10 groups)")
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict:
+    """``fit`` options from the sampling arguments."""
+    kwargs = {"draws": args.draws, "tune": args.tune, "chains": args.chains,
+              "random_seed": args.seed}
+    if args.sampler:
+        kwargs["sampler"] = args.sampler
+    if args.target_accept is not None:
+        kwargs["target_accept"] = args.target_accept
+    return kwargs
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:

@@ -118,7 +118,8 @@ def sampling_problems(sample_stats: xr.Dataset | None) -> list[str]:
             problems.append(
                 f"{n} divergent transition{'s' if n > 1 else ''} after warm-up: the "
                 "posterior may be biased where the sampler could not follow it; refit with "
-                "a higher target_accept (e.g. fit(target_accept=0.99))"
+                "a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on "
+                "the command line)"
             )
     if "lp" in sample_stats and sample_stats.sizes.get("chain", 1) > 1:
         lp = np.asarray(sample_stats["lp"].transpose("chain", "draw").values, dtype=float)
