@@ -1,13 +1,13 @@
 """NUTS on many data sets of one model at once.
 
 Simulation studies fit the same model to hundreds of data sets of the same shape.
-:class:`BatchSampler` takes a :class:`~groupcov.GroupCovModel` in JAX once (its JAX
-density, as :meth:`~groupcov.GroupCovModel.fit` samples it, or its PyMC model translated
-for the other parameterizations; the data containers are inputs) and runs the chain
-:meth:`~groupcov.GroupCovModel.fit` runs (NumPyro's NUTS, warm-up included,
-:func:`groupcov.inference.jax_backend.nuts_chain`) for a whole batch of data sets in one
-compiled call: vectorized over data sets, chains in parallel over the CPU devices. Each
-data set gets its own step size, mass matrix and random stream.
+:class:`BatchSampler` builds the program :meth:`~groupcov.GroupCovModel.fit` compiles
+(:func:`~groupcov.inference.jax_backend.density_chain_program` for the model's JAX
+density, :func:`~groupcov.inference.jax_backend.chain_program` for the PyMC model of the
+other parameterizations: NumPyro's NUTS, warm-up included, with the data containers as
+inputs) and runs it for a whole batch of data sets in one compiled call: vectorized over
+data sets, chains in parallel over the CPU devices. Each data set gets its own step
+size, mass matrix, random stream and (for the PyMC model) support point.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from groupcov.inference.backends import SamplerSettings, initial_points
-from groupcov.inference.jax_backend import _jax_function, enable_compilation_cache, nuts_chain
+from groupcov.inference.backends import SamplerSettings
+from groupcov.inference.jax_backend import (
+    chain_program,
+    density_chain_program,
+    enable_compilation_cache,
+)
+from groupcov.model.density import output_dims
 from groupcov.model.inputs import model_data
 from groupcov.stats import SufficientStats
 
@@ -65,26 +70,6 @@ def stats_from_rows(x: np.ndarray, groups: Sequence, features: Sequence[str]) ->
     return SufficientStats(tuple(groups), tuple(features), n, mean, scatter)
 
 
-def _density_function(gcm, spec):
-    """The model's JAX density (:mod:`groupcov.model.density`) in the calling convention
-    of a PyMC model translated to JAX: ``fn(*params, *data) -> [logp, *outputs]``, with
-    the parameter, data and output names and the initial point (zeros: every coordinate
-    is centred where the data put it)."""
-    from groupcov.model.density import log_density_and_outputs, output_dims, parameter_shapes
-
-    shapes = parameter_shapes(spec)
-    names, data_names = list(shapes), sorted(gcm._values)
-    outputs = [name for name, _ in output_dims(spec)]
-
-    def fn(*args):
-        params = dict(zip(names, args[: len(names)], strict=True))
-        data = dict(zip(data_names, args[len(names):], strict=True))
-        evaluation = log_density_and_outputs(params, data, spec)
-        return [evaluation.logp, *evaluation.outputs]
-
-    return fn, names, data_names, outputs, {n: np.zeros(s) for n, s in shapes.items()}
-
-
 class BatchSampler:
     """Fit one built model to many data sets, vectorized over the data sets.
 
@@ -115,20 +100,24 @@ class BatchSampler:
         self.target_accept = float(target_accept)
         spec = gcm._density_spec()
         if spec is not None:  # what GroupCovModel.fit samples
-            fn, self._names, self._data_names, known, self._base = _density_function(gcm, spec)
+            known = [name for name, _ in output_dims(spec)]
         else:
             model = gcm._built_model()  # the same object as gcm.model
-            value_vars, data_vars, fn, outputs = _jax_function(model)
-            self._names = [v.name for v in value_vars]
-            self._data_names = [v.name for v in data_vars]
-            known = [o.name for o in outputs]
-            self._base = initial_points(model, 1, 0, jitter=0.0)[0]
+            known = [v.name for v in model.unobserved_value_vars]
         missing = sorted(set(var_names) - set(known))
         if missing:
             raise ValueError(f"var_names {missing} are not variables of the model; have {known}")
         self.var_names = list(var_names)
-        self._keep = [known.index(v) for v in self.var_names]
-        self._fn = fn
+        settings = SamplerSettings(
+            draws=self.draws, tune=self.tune, chains=self.chains, random_seed=0,
+            progressbar=False, target_accept=self.target_accept,
+            var_names=tuple(self.var_names),
+        )
+        # the program GroupCovModel.fit compiles; here vectorized over data sets
+        if spec is not None:
+            self._program = density_chain_program(spec, gcm._values, settings, {})
+        else:
+            self._program = chain_program(model, settings, {})
         self._run = None
 
     def data_values(self, stats: SufficientStats) -> list[np.ndarray]:
@@ -138,36 +127,24 @@ class BatchSampler:
             stats, gcm.spec["means"], gcm.spec["covariance"], gcm.priors,
             gcm.parameterization, gcm.fixed_standardization,
         )
-        if set(values) != set(self._data_names):
+        names = self._program.data_names
+        if set(values) != set(names):
             raise ValueError(
                 f"statistics need data containers {sorted(values)}, the model has "
-                f"{sorted(self._data_names)}: build a model for this kind of data"
+                f"{sorted(names)}: build a model for this kind of data"
             )
-        return [np.asarray(values[name]) for name in self._data_names]
+        return [np.asarray(values[name]) for name in names]
 
     def _compile(self):
         import jax
-        import jax.numpy as jnp
 
-        fn, names, keep, base = self._fn, self._names, self._keep, self._base
-        settings = SamplerSettings(
-            draws=self.draws, tune=self.tune, chains=self.chains, random_seed=0,
-            progressbar=False, target_accept=self.target_accept,
-        )
-
-        def evaluate(params, data):
-            logp, *outputs = fn(*[params[n] for n in names], *data)
-            return logp, [outputs[i] for i in keep]
-
-        def initial_point(data):
-            return {n: jnp.asarray(base[n], "float64") for n in names}
-
-        # the chain GroupCovModel.fit runs, vectorized over data sets
-        chain = nuts_chain(evaluate, initial_point, settings, {})
+        chain = self._program.chain
+        names = [name for name, _ in self._program.outputs]
+        keep = [names.index(v) for v in self.var_names]
 
         def one_chain(key, data):
             values, diverging, steps = chain(key, data)[:3]
-            return values, diverging, steps.sum()
+            return [values[i] for i in keep], diverging, steps.sum()
 
         over_sets = jax.vmap(one_chain, in_axes=(0, 0))
         if jax.default_backend() == "cpu" and jax.local_device_count() >= self.chains > 1:
