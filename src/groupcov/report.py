@@ -463,6 +463,8 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
     groups = result.groups[:max_groups]
     parts = ["<h2>Plots</h2>"]
     shown = feats[: plots.PAIRS_MAX_FEATURES]
+    subset = (f" Features: the first {len(shown)} of {len(feats)}."
+              if len(shown) < len(feats) else "")
     if len(feats) == 2:
         fig = plots.ellipses(result, groups=groups, data=data, group_column=group_column)
     else:
@@ -471,11 +473,8 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
                           "Each group's 90% ellipse at its posterior mean covariance; the band "
                           "spans 94% of the ellipses of posterior draws."
                           + (" Points: the data." if data is not None else "")
-                          + (f" The first {len(shown)} of {len(feats)} features; "
-                             "groupcov.plots.pairs(result, features=[...]) draws others."
-                             if len(shown) < len(feats) else "")))
-    subset = (f" Features: the first {len(shown)} of {len(feats)}."
-              if len(shown) < len(feats) else "")
+                          + (subset + " groupcov.plots.pairs(result, features=[...]) draws "
+                             "others." if subset else "")))
     if len(feats) > 1:
         pairs = [(a, b) for i, a in enumerate(shown) for b in shown[i + 1:]]
         fig = plots.correlation_forest(result, pairs=pairs, groups=groups)
