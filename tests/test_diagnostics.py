@@ -146,3 +146,50 @@ def test_sampling_problems_name_divergences_and_a_stuck_chain():
     assert message.startswith("2 divergent transitions")
     # one chain: no R-hat
     assert sampling_problems(stats(shifted[:1], diverging[:1] & False)) == []
+
+
+def test_sampling_problems_check_the_between_group_scales_and_tree_depth():
+    import xarray as xr
+
+    from groupcov.result import sampling_problems
+
+    rng = np.random.default_rng(4)
+    chains, draws = 4, 500
+    ok = xr.Dataset({
+        "lp": (("chain", "draw"), rng.normal(size=(chains, draws))),
+        "reached_max_treedepth": (("chain", "draw"), np.zeros((chains, draws), bool)),
+    })
+    feature = ["x", "y"]
+    scales = rng.lognormal(size=(chains, draws, 2))
+    posterior = xr.Dataset(
+        {"sd_tau": (("chain", "draw", "feature"), scales),
+         "corr_tau": (("chain", "draw"), rng.lognormal(size=(chains, draws)))},
+        coords={"feature": feature},
+    )
+    assert sampling_problems(ok, posterior) == []
+    # a random walk: every chain wanders (ESS of a few), and the chains disagree
+    walk = np.cumsum(rng.normal(size=(chains, draws)), axis=1)
+    stuck = posterior.assign(corr_tau=(("chain", "draw"), np.exp(walk / 10)))
+    (message,) = sampling_problems(ok, stuck)
+    assert message.startswith("chains disagree on the between-group scale corr_tau (R-hat")
+    # one chain of AR(1) draws, rho 0.9: no R-hat to compute, ESS about
+    # draws * (1 - rho) / (1 + rho) = 26, below 100
+    ar = np.zeros(draws)
+    for t in range(1, draws):
+        ar[t] = 0.9 * ar[t - 1] + rng.normal() * np.sqrt(1 - 0.9**2)
+    slow = posterior.isel(chain=[0]).assign(
+        sd_tau=(("chain", "draw", "feature"), np.stack([np.exp(ar), scales[0, :, 1]], -1)[None])
+    )
+    problems = sampling_problems(ok.isel(chain=[0]), slow)
+    assert len(problems) == 1 and "bulk ESS below 100" in problems[0], problems
+    ess = float(problems[0].split("sd_tau[x] (ESS ")[1].split(")")[0])
+    assert 10 < ess < 60
+    assert "sd_tau[y]" not in problems[0] and "lp" not in problems[0]
+    # the same with fewer than 100 draws per chain: too few to judge ESS
+    assert sampling_problems(ok.isel(chain=[0], draw=slice(80)), slow.isel(draw=slice(80))) == []
+    hit = ok.copy()
+    hit["reached_max_treedepth"] = hit["reached_max_treedepth"].copy(
+        data=np.arange(chains * draws).reshape(chains, draws) % 100 == 0
+    )
+    (message,) = sampling_problems(hit)
+    assert message.startswith("20 of 2000 draws stopped at the maximum tree depth")

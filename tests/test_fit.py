@@ -159,14 +159,27 @@ def test_fit_warns_about_sampling_problems(monkeypatch):
     m = groupcov.GroupCovModel(sim.data, features=sim.features)
     seen = []
 
-    def problems(sample_stats):
-        seen.append(int(sample_stats["diverging"].sizes["chain"]))
+    def problems(sample_stats, posterior):
+        seen.append((int(sample_stats["diverging"].sizes["chain"]), "sd_tau" in posterior))
         return ["3 divergent transitions after warm-up"]
 
     monkeypatch.setattr(groupcov.api, "sampling_problems", problems)
     with pytest.warns(groupcov.ConvergenceWarning, match="3 divergent transitions"):
         m.fit(draws=50, tune=50, chains=2, random_seed=0, progressbar=False)
-    assert seen == [2]
+    assert seen == [(2, True)]
+
+
+def test_fit_reports_draws_stopped_at_the_maximum_tree_depth():
+    sim = two_groups(n_per_group=30, seed=4)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features, means="pooled",
+                               covariance="pooled")
+    # depth 1: every tree is one leapfrog step, never long enough for a U-turn
+    with pytest.warns(groupcov.ConvergenceWarning, match="maximum tree depth") as record:
+        r = m.fit(draws=100, tune=100, chains=2, random_seed=0, progressbar=False,
+                  max_tree_depth=1)
+    stopped = r.sample_stats["reached_max_treedepth"].values
+    assert (r.sample_stats["n_steps"].values == 1).all() and stopped.all()
+    assert any(f"{stopped.size} of {stopped.size} draws" in str(w.message) for w in record)
 
 
 def test_missing_backend_names_the_extra(monkeypatch):

@@ -268,9 +268,10 @@ class GroupCovModel:
         Warns
         -----
         ConvergenceWarning
-            Divergent transitions, or chains that disagree on the log density
-            (:func:`groupcov.result.sampling_problems`); every quantity's R-hat and ESS
-            are in :meth:`GroupCovResult.diagnostics`.
+            Divergent transitions, draws stopped at the maximum tree depth, chains
+            that disagree on the log density or on a between-group scale, or too few
+            effective draws of those (:func:`groupcov.result.sampling_problems`); every
+            quantity's R-hat and ESS are in :meth:`GroupCovResult.diagnostics`.
         """
         kwargs.setdefault("target_accept", self.default_target_accept())
         options = dict(
@@ -292,7 +293,7 @@ class GroupCovModel:
                 density=self._density_spec(), **options,
             )
         result = GroupCovResult.from_posterior(idata, self.stats, self.spec)
-        for problem in sampling_problems(result.sample_stats):
+        for problem in sampling_problems(result.sample_stats, result.posterior):
             warnings.warn(problem, ConvergenceWarning, stacklevel=2)
         return result
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from groupcov.diagnostics import rhat, run_threads, summarize
+from groupcov.diagnostics import run_threads, summarize
 from groupcov.model.density import masked_loglik, suffstat_loglik
 from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
 
@@ -87,14 +87,43 @@ class Diagnostics(NamedTuple):
 
 
 class ConvergenceWarning(UserWarning):
-    """A fit's chains disagree or diverged: its summaries may be wrong."""
+    """A fit's chains disagree, diverged or mixed too little: its summaries may be
+    wrong or noisy (:func:`sampling_problems`)."""
 
 
-def sampling_problems(sample_stats: xr.Dataset | None) -> list[str]:
-    """What the sampler statistics alone say is wrong with a fit (cheap: no per-quantity
-    diagnostics): divergent transitions, and chains that disagree on the log density
-    (rank-normalized split R-hat of ``lp`` above 1.01, as when a chain stays in another
-    mode). :meth:`GroupCovResult.diagnostics` checks every quantity.
+# between-group scales: the quantities a hierarchical fit mixes slowest on
+_SCALES = ("mu_tau", "sd_tau", "corr_tau")
+# below this many draws per chain R-hat and ESS are too noisy to judge (PyMC's rule)
+MIN_DRAWS_TO_CHECK = 100
+# bulk ESS wanted per chain (ArviZ's and PyMC's rule: 400 for 4 chains)
+MIN_ESS_PER_CHAIN = 100
+
+
+def sampling_problems(
+    sample_stats: xr.Dataset | None, posterior: xr.Dataset | None = None
+) -> list[str]:
+    """What a fit's sampler statistics and its few hyper-parameters say is wrong with it.
+
+    Cheap (no diagnostics of every quantity; :meth:`GroupCovResult.diagnostics` has
+    those): divergent transitions; draws that stopped at NUTS's maximum tree depth;
+    chains that disagree on the log density (rank-normalized split R-hat of ``lp`` above
+    1.01, as when a chain stays in another mode) or on a between-group scale
+    (``mu_tau``, ``sd_tau``, ``corr_tau``); and, with at least
+    :data:`MIN_DRAWS_TO_CHECK` draws per chain, a bulk ESS of those below
+    :data:`MIN_ESS_PER_CHAIN` per chain.
+
+    Parameters
+    ----------
+    sample_stats : xarray.Dataset or None
+        ``diverging``, ``lp`` and ``reached_max_treedepth`` per ``(chain, draw)``, where
+        present.
+    posterior : xarray.Dataset, optional
+        The posterior; its between-group scales are checked when present.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem, with what to do about it.
 
     Examples
     --------
@@ -121,17 +150,86 @@ def sampling_problems(sample_stats: xr.Dataset | None) -> list[str]:
                 "a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on "
                 "the command line)"
             )
-    if "lp" in sample_stats and sample_stats.sizes.get("chain", 1) > 1:
-        lp = np.asarray(sample_stats["lp"].transpose("chain", "draw").values, dtype=float)
-        r_hat = float(rhat(lp[..., None])[0])
-        if r_hat > 1.01:
-            means = ", ".join(f"{m:.1f}" for m in lp.mean(axis=1))
+    if "reached_max_treedepth" in sample_stats:
+        n = int(sample_stats["reached_max_treedepth"].values.sum())
+        if n:
+            total = int(sample_stats["reached_max_treedepth"].size)
             problems.append(
-                f"chains disagree on the log density (R-hat of lp {r_hat:.2f}; mean lp per "
-                f"chain {means}): a chain may be stuck in another mode or the fit is too "
-                "short; run more draws or chains and check result.diagnostics()"
+                f"{n} of {total} draws stopped at the maximum tree depth before a U-turn: "
+                "the sampler is inefficient there (very different scales or strong "
+                "correlations in the posterior); the draws are valid but mix slowly"
+            )
+    chains = sample_stats.sizes.get("chain", 1)
+    draws = sample_stats.sizes.get("draw", 0)
+    quantities = {}
+    if "lp" in sample_stats:
+        quantities["lp"] = np.asarray(
+            sample_stats["lp"].transpose("chain", "draw").values, dtype=float
+        )
+    for name in _SCALES:
+        if posterior is not None and name in posterior:
+            var = posterior[name]
+            other = [d for d in var.dims if d not in ("chain", "draw")]
+            values = var.transpose(*other, "chain", "draw").values
+            labels = _labels(var, other)
+            quantities.update(
+                (f"{name}{label}", x)
+                for label, x in zip(labels, values.reshape(-1, *values.shape[-2:]), strict=True)
+            )
+    if not quantities or draws < 4:
+        return problems
+    names = list(quantities)
+    stacked = np.stack([quantities[n] for n in names], axis=-1)  # (chain, draw, K)
+    s = summarize(stacked, columns=("r_hat", "ess_bulk"))
+    r_hat, ess = dict(zip(names, s["r_hat"], strict=True)), dict(zip(names, s["ess_bulk"],
+                                                                      strict=True))
+    disagree = [n for n in names if chains > 1 and r_hat[n] > 1.01]
+    if "lp" in disagree:
+        lp = quantities["lp"]
+        means = ", ".join(f"{m:.1f}" for m in lp.mean(axis=1))
+        problems.append(
+            f"chains disagree on the log density (R-hat of lp {r_hat['lp']:.2f}; mean lp "
+            f"per chain {means}): a chain may be stuck in another mode or the fit is too "
+            "short; run more draws or chains and check result.diagnostics()"
+        )
+    bad = [n for n in disagree if n != "lp"]
+    if bad:
+        problems.append(
+            "chains disagree on the between-group scale"
+            f"{'s' if len(bad) > 1 else ''} {_listed(bad, r_hat, 'R-hat', '.3f')}: run "
+            "more draws (and check result.diagnostics())"
+        )
+    if draws >= MIN_DRAWS_TO_CHECK:
+        wanted = MIN_ESS_PER_CHAIN * chains
+        low = [n for n in names if ess[n] < wanted and n not in disagree]
+        if low:
+            problems.append(
+                f"low effective sample size (bulk ESS below {wanted}, {MIN_ESS_PER_CHAIN} "
+                f"per chain) of {_listed(low, ess, 'ESS', '.0f')}: their estimates and "
+                "intervals are noisy; run more draws"
             )
     return problems
+
+
+def _labels(var: xr.DataArray, dims: list) -> list[str]:
+    """``[a,b]`` labels of every element of ``var`` over ``dims`` (C order)."""
+    if not dims:
+        return [""]
+    coords = [
+        var[d].values if d in var.coords else np.arange(var.sizes[d]) for d in dims
+    ]
+    grid = np.meshgrid(*coords, indexing="ij")
+    return [
+        "[" + ",".join(str(c) for c in combo) + "]"
+        for combo in zip(*(g.ravel() for g in grid), strict=True)
+    ]
+
+
+def _listed(names: list, values: dict, what: str, fmt: str, most: int = 4) -> str:
+    """``a (R-hat 1.02), b (R-hat 1.03) and 2 more``, worst first."""
+    worst = sorted(names, key=lambda n: values[n], reverse=what == "R-hat")
+    shown = ", ".join(f"{n} ({what} {values[n]:{fmt}})" for n in worst[:most])
+    return shown + (f" and {len(worst) - most} more" if len(worst) > most else "")
 
 
 _PARAMETERS = ("mu", "sigma", "corr", "cov")

@@ -209,6 +209,7 @@ def sample_structure(
         density_chain_program,
         enable_compilation_cache,
         load_program,
+        max_tree_depth,
         model_program,
         program_settings_key,
         run_program,
@@ -261,7 +262,7 @@ def sample_structure(
             warnings.filterwarnings("ignore", category=FutureWarning)
             program = model_program(model, settings, kwargs, export_to=path)
     _PROGRAMS[key] = program
-    out = run_program(program, values, settings)
+    out = run_program(program, values, settings, max_tree_depth(kwargs))
     out.attrs["sampling_time"] = time.perf_counter() - start
     dims = dict(program.outputs)
     return _groups(out, dims, coords, sampler)

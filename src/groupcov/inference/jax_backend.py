@@ -485,8 +485,21 @@ def chain_keys(seed: int, chains: int) -> np.ndarray:
     return state.reshape(chains, 2)
 
 
-def run_program(program: Program, data: dict, settings: SamplerSettings) -> SamplerOutput:
-    """Sample with a compiled program on the given data containers' values."""
+def max_tree_depth(kwargs: dict) -> int:
+    """NUTS's maximum tree depth after warm-up from the sampler options (NumPyro's
+    ``max_tree_depth``: an int, or a ``(warm-up, sampling)`` pair; default 10)."""
+    depth = kwargs.get("max_tree_depth", 10)
+    return int(depth[-1] if isinstance(depth, tuple | list) else depth)
+
+
+def run_program(
+    program: Program, data: dict, settings: SamplerSettings, max_tree_depth: int = 10
+) -> SamplerOutput:
+    """Sample with a compiled program on the given data containers' values.
+
+    ``max_tree_depth`` is the program's (NumPyro's default 10): a draw whose tree took
+    ``2**max_tree_depth - 1`` leapfrog steps stopped at that depth, not at a U-turn.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -515,6 +528,7 @@ def run_program(program: Program, data: dict, settings: SamplerSettings) -> Samp
     }
     if settings.thin == 1:
         stats["tree_depth"] = np.floor(np.log2(steps + 1)).astype(int)
+        stats["reached_max_treedepth"] = steps >= 2**max_tree_depth - 1
     return SamplerOutput(
         draws_out, stats, {"sampling_time": sampling_time, "tuning_steps": settings.tune}
     )
@@ -576,6 +590,6 @@ def sample_numpyro(model, settings: SamplerSettings, **kwargs: Any) -> SamplerOu
     export_to = kwargs.pop("_export_to", None)
     program = model_program(model, settings, kwargs, export_to)
     data = {v.name: v.get_value(borrow=True) for v in model.data_vars}
-    out = run_program(program, data, settings)
+    out = run_program(program, data, settings, max_tree_depth(kwargs))
     out.attrs["sampling_time"] = time.perf_counter() - start
     return out

@@ -21,6 +21,8 @@ def _from_idata(idata, elapsed: float, tune: int) -> SamplerOutput:
         stats["diverging"] = stats["divergences"]
     if "lp" not in stats and "logp" in stats:  # nutpie's name for the log density
         stats["lp"] = stats["logp"]
+    if "reached_max_treedepth" not in stats and "maxdepth_reached" in stats:  # nutpie's
+        stats["reached_max_treedepth"] = stats["maxdepth_reached"]
     return SamplerOutput(draws, stats, {"sampling_time": elapsed, "tuning_steps": tune})
 
 
