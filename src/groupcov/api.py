@@ -5,11 +5,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-from groupcov.data import DataError, reduce, warn_feature_problems
+from groupcov.data import DataError, reduce
+from groupcov.data.validate import warn_many_features
 from groupcov.inference import run_sampler, sample_structure
 from groupcov.model.inputs import (
     PARAMETERIZATIONS,
     POOLING,
+    check_group_covariances,
     check_same_structure,
     coords_for,
     model_data,
@@ -133,7 +135,7 @@ class GroupCovModel:
                 f"parameterization= must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
             )
         self.stats = reduce(data, group=group, features=features)
-        warn_feature_problems(self.stats, stacklevel=2)
+        warn_many_features(self.stats.n_features, stacklevel=2)
         message = describe_missing(self.stats)
         if message:
             warnings.warn(message, MissingValuesWarning, stacklevel=2)
@@ -145,6 +147,7 @@ class GroupCovModel:
                 f"groups, but column {group!r} has {self.stats.n_groups} "
                 f"({list(self.stats.groups)}); use 'pooled' or 'unpooled'"
             )
+        check_group_covariances(self.stats, covariance, group)
         self.group = group
         self.spec = {"means": means, "covariance": covariance}
         self.priors = Priors.from_user(priors)
@@ -211,6 +214,7 @@ class GroupCovModel:
             ``self``.
         """
         stats = reduce(data, group=self.group, features=self.features)
+        check_group_covariances(stats, self.spec["covariance"], self.group)
         if self._model is not None:
             from groupcov.model.build import set_model_data
 

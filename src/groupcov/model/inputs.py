@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from groupcov.data.validate import DataError, collinear_features
 from groupcov.model.centering import (
     covariance_estimates,
     covariance_whitening,
@@ -26,6 +27,7 @@ __all__ = [
     "DATA_DIMS",
     "PARAMETERIZATIONS",
     "POOLING",
+    "check_group_covariances",
     "check_same_structure",
     "coords_for",
     "model_data",
@@ -48,6 +50,108 @@ def pair_labels(features) -> list[str]:
     p = len(features)
     cols, rows = np.triu_indices(p, 1)
     return [f"{features[i]}|{features[j]}" for i, j in zip(rows, cols, strict=True)]
+
+
+# a group's sd of a feature below this fraction of the feature's overall sd is zero
+CONSTANT_RTOL = 1e-10
+
+
+def check_group_covariances(stats: SufficientStats, covariance: str, group: str) -> None:
+    """Refuse data whose modelled covariance matrices would be singular.
+
+    Rows may span fewer dimensions than their number allows: a feature that takes one
+    value in a group (over more than ``p`` observed values), or features that are exact
+    linear combinations of each other over more than ``p`` complete rows. The
+    likelihood then grows without bound as the covariance collapses onto that
+    subspace, and the posterior piles up against a singular matrix where no sampler can
+    follow it. A group of at most ``p`` rows always lies in such a subspace and is fine:
+    the prior keeps its covariance away from it. With ``"unpooled"`` or
+    ``"hierarchical"`` covariances each group is checked; with ``"pooled"`` the rows'
+    deviations from their group means, all groups together.
+
+    Raises
+    ------
+    DataError
+        Naming the groups and features, and what to do.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import groupcov
+    >>> df = pd.DataFrame({"g": ["a"] * 5 + ["b"] * 5,
+    ...                    "x": [1.0, 2, 3, 4, 5, 2, 1, 4, 3, 5],
+    ...                    "y": [0.5, 1, 0, 2, 1, 3, 3, 3, 3, 3]})
+    >>> check_group_covariances(groupcov.reduce(df, "g", ["x", "y"]), "unpooled", "g")
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: feature 'y' takes a single value (3) in group 'b' ...
+    """
+    p = stats.n_features
+    if p == 0 or stats.n_groups == 0:
+        return
+    count, mean, ss = stats.available()
+    overall = stats.feature_summary().total_sd
+    scatter, n = stats.scatter, stats.n
+    if covariance == "pooled":
+        dof = np.maximum(count - 1.0, 0.0).sum(axis=0, keepdims=True)
+        count, ss = dof + 1.0, ss.sum(axis=0, keepdims=True)
+        scatter = scatter.sum(axis=0, keepdims=True)
+        n = np.maximum(n - 1, 0).sum(keepdims=True)[None] + 1
+    constant = (
+        (count > p) & (overall > 0)
+        & (ss <= np.maximum(count - 1.0, 0.0) * (CONSTANT_RTOL * overall) ** 2)
+    )
+    problems: dict[str, list] = {}
+    for g, j in zip(*np.nonzero(constant), strict=True):
+        value = f" ({mean[g, j]:.6g})" if covariance != "pooled" else ""
+        problems.setdefault(f"feature {stats.features[j]!r} takes a single value{value}", [])
+        problems[next(reversed(problems))].append(g)
+    # a zero variance left here is a feature constant over all rows: the
+    # standardization names it
+    varies = (np.diagonal(scatter, axis1=1, axis2=2) > 0).all(axis=1)
+    full = np.flatnonzero((n > p) & varies & ~constant.any(axis=1)) if p > 1 else []
+    if len(full):
+        d = np.sqrt(np.diagonal(scatter[full], axis1=1, axis2=2))
+        corr = scatter[full] / (d[:, :, None] * d[:, None, :])
+        smallest = np.linalg.eigvalsh(corr)[:, 0]
+        for g in full[smallest < 1e-12 * p]:
+            names = collinear_features(scatter[g], stats.features)
+            problems.setdefault(f"features {names} are exact linear combinations of each "
+                                "other", []).append(g)
+    if not problems:
+        return
+    where = []
+    for what, groups in problems.items():
+        if covariance == "pooled":
+            where.append(f"{what} within every group")
+            continue
+        labels = [_label(stats.groups[g]) for g in groups]
+        shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5
+                                         else "")
+        where.append(f"{what} in group{'s' if len(labels) > 1 else ''} {shown}")
+    advice = "leave out the feature(s)"
+    if covariance != "pooled" and _pooled_is_regular(stats, group):
+        advice += ", or model one covariance for all groups (covariance='pooled')"
+    raise DataError(
+        f"{'; '.join(where)} of column {group!r}. The "
+        f"{'pooled covariance' if covariance == 'pooled' else 'covariance of such a group'} "
+        f"would be singular, which a multivariate normal model with covariance="
+        f"{covariance!r} cannot represent (its likelihood grows without bound as the "
+        f"matrix collapses, and no sampler can follow it): {advice}"
+    )
+
+
+def _pooled_is_regular(stats: SufficientStats, group: str) -> bool:
+    try:
+        check_group_covariances(stats, "pooled", group)
+    except DataError:
+        return False
+    return True
+
+
+def _label(value) -> str:
+    """A group label as a user wrote it (``'b'``, ``3``), not as NumPy prints it."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def coords_for(stats: SufficientStats) -> dict:
