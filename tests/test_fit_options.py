@@ -29,6 +29,15 @@ def test_var_names_and_thin(model):
     table = res.summary()
     assert set(table["parameter"].str.split("[").str[0]) == {"mu", "sigma", "corr"}
     assert len(table) == 2 * (2 + 2 + 1)
+    # the covariance table, from sigma and corr
+    np.testing.assert_allclose(res.covariance("B").values, cov[:, :, 1].mean((0, 1)),
+                               rtol=1e-12)
+    kept_cov = model.fit(draws=50, tune=100, chains=2, thin=3, random_seed=1,
+                         progressbar=False, var_names=["mu", "cov"])
+    np.testing.assert_allclose(kept_cov.correlation("B").values, corr[:, :, 1].mean((0, 1)),
+                               rtol=1e-10)
+    with pytest.raises(KeyError, match=r"no 'sigma' \(the fit kept \['cov', 'mu'\]\)"):
+        kept_cov._posterior_mean("sigma", "B")
 
 
 def test_thinning_keeps_every_kth_draw(model):

@@ -550,7 +550,25 @@ class GroupCovResult:
     def _posterior_mean(self, name: str, group) -> xr.DataArray:
         if group not in self.groups:
             raise KeyError(f"unknown group {group!r}; groups are {self.groups}")
-        return self.posterior[name].sel(group=group).mean(("chain", "draw"))
+        post = self.posterior
+        if name in post:
+            return post[name].sel(group=group).mean(("chain", "draw"))
+        # variables left out by fit(var_names=...): from the ones kept
+        if name == "cov" and {"sigma", "corr"} <= set(post.data_vars):
+            sigma = post["sigma"].sel(group=group)
+            corr = post["corr"].sel(group=group)
+            outer = sigma * sigma.rename(feature="feature_")
+            return (outer * corr).mean(("chain", "draw"))
+        if name == "corr" and "cov" in post:
+            cov = post["cov"].sel(group=group)
+            sd = np.sqrt(xr.DataArray(np.diagonal(cov.values, axis1=-2, axis2=-1),
+                                      dims=(*cov.dims[:-2], "feature"),
+                                      coords={"feature": cov["feature"].values}))
+            return (cov / (sd * sd.rename(feature="feature_"))).mean(("chain", "draw"))
+        raise KeyError(
+            f"the posterior has no {name!r} (the fit kept {sorted(post.data_vars)}); "
+            "fit without var_names, or with it naming what you need"
+        )
 
     def covariance(self, group) -> pd.DataFrame:
         """Posterior mean covariance matrix of ``group``, labeled by feature."""
