@@ -192,6 +192,16 @@ def test_missing_backend_names_the_extra(monkeypatch):
         m.fit(sampler="gibbs")
 
 
+def test_a_misspelled_sampler_option_is_named_before_compiling():
+    sim = two_groups(n_per_group=20, seed=0)
+    m = groupcov.GroupCovModel(sim.data, features=sim.features)
+    with pytest.raises(TypeError, match=r"'targetaccept' for the numpyro sampler \(did you "
+                                        r"mean 'target_accept'\?\)"):
+        m.fit(draws=10, tune=10, chains=1, targetaccept=0.9)
+    with pytest.raises(TypeError, match=r"'max_treedepth' .*did you mean 'max_tree_depth'"):
+        m.fit(draws=10, tune=10, chains=1, max_treedepth=5)
+
+
 def test_parameterizations_give_the_same_posterior():
     # "auto" changes only the coordinates the sampler sees, not the model: its
     # posterior must match the plain non-centered form within Monte Carlo error

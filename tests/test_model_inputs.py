@@ -140,6 +140,21 @@ def test_non_positive_prior_rejected(sim, key, value):
 def test_priors_of_wrong_type_rejected(sim):
     with pytest.raises(TypeError):
         GroupCovModel(sim.data, group="group", priors=[("eta", 2.0)])
+    for value, kind in (("2", "str"), ([1.0, 2.0], "list"), (True, "bool")):
+        with pytest.raises(TypeError, match=rf"mu_sigma must be one positive number .*\({kind}\)"):
+            GroupCovModel(sim.data, group="group", priors={"mu_sigma": value})
+    with pytest.raises(ValueError, match="eta must be positive and finite, got inf"):
+        GroupCovModel(sim.data, group="group", priors={"eta": np.inf})
+
+
+def test_fixed_standardization_of_the_wrong_length_is_named(sim):
+    p = len(sim.features)
+    with pytest.raises(ValueError, match=rf"scale must be one number or one per feature \({p}"):
+        GroupCovModel(sim.data, group="group", standardization=(0.0, [1.0] * (p + 1)))
+    with pytest.raises(ValueError, match="a \\(center, scale\\) pair"):
+        GroupCovModel(sim.data, group="group", standardization=(0.0, 1.0, 2.0))
+    m = GroupCovModel(sim.data, group="group", standardization=(0.0, 2.0))
+    np.testing.assert_array_equal(m.standardization.scale, [2.0] * p)
 
 
 def test_default_model_structure(sim):

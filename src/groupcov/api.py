@@ -152,6 +152,10 @@ class GroupCovModel:
         self.spec = {"means": means, "covariance": covariance}
         self.priors = Priors.from_user(priors)
         self.parameterization = parameterization
+        if standardization is not None and len(standardization) != 2:
+            raise ValueError(
+                f"standardization must be a (center, scale) pair, got {standardization!r}"
+            )
         self.fixed_standardization = (
             None if standardization is None else Standardization(*standardization)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import time
@@ -86,10 +87,34 @@ def run_sampler(
     return az.InferenceData(**_to_groups(model, out, sampler, settings))
 
 
+# NumPyro NUTS options a user may pass (``numpyro.infer.hmc.hmc``'s ``init_kernel``);
+# groupcov sets the others (``num_warmup``, ``target_accept_prob``, ``rng_key``)
+NUMPYRO_OPTIONS = frozenset({
+    "max_tree_depth", "dense_mass", "step_size", "adapt_step_size", "adapt_mass_matrix",
+    "inverse_mass_matrix", "find_heuristic_step_size", "regularize_mass_matrix",
+})
+
+
+def _check_options(sampler: str, kwargs: dict) -> None:
+    """Name an option the NumPyro back-end does not take (the others check their own)."""
+    if sampler != "numpyro":
+        return
+    known = NUMPYRO_OPTIONS | {"target_accept", "_export_to"}
+    for name in kwargs:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known - {"_export_to"}), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"unknown option {name!r} for the numpyro sampler{hint}; it takes "
+                f"target_accept and NumPyro's NUTS options {sorted(NUMPYRO_OPTIONS)}"
+            )
+
+
 def _settings(sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, kwargs):
     sampler = DEFAULT_SAMPLER if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    _check_options(sampler, kwargs)
     for name, value in (("draws", draws), ("chains", chains)):
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")

@@ -356,8 +356,18 @@ def _gaussian_posterior(estimate, variance, corr_factor, prior_precision):
 
 
 def _fixed(std: Standardization, stats: SufficientStats) -> Standardization:
-    center, scale = (np.broadcast_to(np.asarray(a, dtype="float64"), (stats.n_features,))
-                     for a in std)
+    if len(std) != 2:
+        raise ValueError(f"standardization must be a (center, scale) pair, got {std!r}")
+    parts = []
+    for name, a in zip(("center", "scale"), std, strict=True):
+        a = np.asarray(a, dtype="float64")
+        if a.ndim > 1 or a.size not in (1, stats.n_features):
+            raise ValueError(
+                f"standardization {name} must be one number or one per feature "
+                f"({stats.n_features}: {list(stats.features)}), got shape {a.shape}"
+            )
+        parts.append(np.broadcast_to(a.reshape(-1), (stats.n_features,)))
+    center, scale = parts
     if not np.all(np.isfinite(center)) or not np.all(scale > 0):
         raise ValueError(
             f"standardization needs finite centers and positive scales, got {std}"

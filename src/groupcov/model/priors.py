@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 __all__ = ["Priors"]
@@ -67,8 +69,13 @@ class Priors:
         for key, value in values.items():
             if value is None:
                 continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(
+                    f"prior setting {key} must be one positive number (on the standardized "
+                    f"scale, for every feature), got {value!r} ({type(value).__name__})"
+                )
             value = float(value)
-            if not value > 0:
-                raise ValueError(f"prior setting {key} must be positive, got {value}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"prior setting {key} must be positive and finite, got {value}")
             values[key] = value
         return cls(**values)
