@@ -62,10 +62,10 @@ def test_summary_is_ordered_by_group_then_parameter(model):
     table = res.summary()
     assert table["group"].tolist() == ["A"] * 8 + ["B"] * 8
     assert table["parameter"].tolist()[:8] == [
-        "mu[x]", "mu[y]", "sigma[x]", "sigma[y]", "corr[y,x]", "cov[x,x]", "cov[y,x]", "cov[y,y]"
+        "mu[x]", "mu[y]", "sigma[x]", "sigma[y]", "corr[x,y]", "cov[x,x]", "cov[x,y]", "cov[y,y]"
     ]
     post = res.idata.posterior
-    row = table[(table.group == "B") & (table.parameter == "cov[y,x]")].iloc[0]
+    row = table[(table.group == "B") & (table.parameter == "cov[x,y]")].iloc[0]
     draws = post["cov"].sel(group="B", feature="y", feature_="x").values
     assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
     assert row["sd"] == pytest.approx(draws.std(ddof=1), rel=1e-12)

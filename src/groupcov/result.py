@@ -528,8 +528,10 @@ class GroupCovResult:
                 index = [(j,) for j in range(p)]
                 labels = [f"{name}[{f}]" for f in feats]
             else:
-                lower = 0 if name == "corr" else 1
-                index = [(i, j) for i in range(p) for j in range(i + lower)]
+                # the upper triangle, row by row, as the command line and report name
+                # pairs (corr[x,y] for x before y)
+                first = 1 if name == "corr" else 0
+                index = [(i, j) for i in range(p) for j in range(i + first, p)]
                 labels = [f"{name}[{feats[i]},{feats[j]}]" for i, j in index]
             if not index:
                 continue
