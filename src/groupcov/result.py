@@ -188,7 +188,7 @@ def sampling_problems(
         lp = quantities["lp"]
         means = ", ".join(f"{m:.1f}" for m in lp.mean(axis=1))
         problems.append(
-            f"chains disagree on the log density (R-hat of lp {r_hat['lp']:.2f}; mean lp "
+            f"chains disagree on the log density (R-hat of lp {r_hat['lp']:.3f}; mean lp "
             f"per chain {means}): a chain may be stuck in another mode or the fit is too "
             "short; run more draws or chains and check result.diagnostics()"
         )
@@ -472,8 +472,8 @@ class GroupCovResult:
 
     @property
     def groups(self) -> list:
-        """Group labels."""
-        return list(self.posterior["group"].values)
+        """Group labels, as Python values (the statistics' labels)."""
+        return list(self.stats.groups)
 
     @property
     def features(self) -> list[str]:
