@@ -89,6 +89,11 @@ def test_bad_candidates_and_inputs():
         compare(sim.data, candidates=[("hierarchical", "shared"), ("pooled", "pooled")])
     with pytest.raises(ValueError, match="at least two distinct"):
         compare(sim.data, candidates=[("pooled", "pooled")])
+    # one word is both poolings: here the same candidate twice
+    with pytest.raises(ValueError, match=r"at least two distinct.*\('pooled', 'pooled'\)"):
+        compare(sim.data, candidates=["pooled", ("pooled", "pooled")])
+    with pytest.raises(ValueError, match="or one of"):
+        compare(sim.data, candidates=["shared", "pooled"])
     with pytest.raises(ValueError, match="pointwise"):
         compare(sim.data, pointwise="cell")
     with pytest.raises(TypeError, match="pointwise='group'"):

@@ -150,10 +150,12 @@ def loo_rows(
 def _candidates(candidates) -> list[tuple[str, str]]:
     out = []
     for cand in DEFAULT_CANDIDATES if candidates is None else candidates:
+        if isinstance(cand, str) and cand in POOLING:
+            cand = (cand, cand)  # one word: the same pooling of means and covariances
         if isinstance(cand, str) or len(cand) != 2:
             raise ValueError(
                 f"each candidate is a (means, covariance) pair such as "
-                f"('hierarchical', 'pooled'), got {cand!r}"
+                f"('hierarchical', 'pooled'), or one of {POOLING} for both, got {cand!r}"
             )
         means, cov = cand
         for arg, value in (("means", means), ("covariance", cov)):
@@ -188,8 +190,9 @@ def compare(
         Name of the group column.
     features : sequence of str, optional
         Feature columns; default: every numeric column except ``group``.
-    candidates : sequence of (means, covariance), optional
-        Pooling combinations to fit; default :data:`DEFAULT_CANDIDATES`.
+    candidates : sequence of (means, covariance) or str, optional
+        Pooling combinations to fit; default :data:`DEFAULT_CANDIDATES`. One word
+        (``"pooled"``) stands for the same pooling of means and covariances.
     pointwise : {"row", "group"}
         Leave one row out (predicting new rows of the groups) or one group out
         (predicting a new group's rows).
