@@ -119,6 +119,22 @@ def test_diagnostics_section_matches_and_warns(fitted, report_file):
     bad = render_report(GroupCovResult(idata, result.stats, result.spec))
     assert "Warning: the sampler diagnostics are not good" in bad
     assert "7 divergent transitions" in bad
+    # and about draws stopped at the maximum tree depth
+    idata = result.idata.copy()
+    stopped = np.zeros_like(div)
+    stopped[1, :3] = True
+    idata.sample_stats["reached_max_treedepth"] = (idata.sample_stats["diverging"].dims, stopped)
+    slow = render_report(GroupCovResult(idata, result.stats, result.spec))
+    assert "3 of 400 draws stopped at the sampler&#x27;s maximum tree depth" in slow
+
+
+def test_report_states_how_to_reproduce_the_fit(report_file):
+    import groupcov
+
+    meta = report_file.read_text(encoding="utf-8").split('<p class="meta">')[1].split("</p>")[0]
+    for part in ("target_accept: <b>0.95</b>", "seed: <b>1</b>",
+                 f"groupcov: <b>{groupcov.__version__}</b>", "sampler: <b>numpyro</b>"):
+        assert part in meta, meta
 
 
 def test_convergence_is_computed_once_and_feeds_both_summaries(fitted):

@@ -301,6 +301,14 @@ class GroupCovModel:
                 density=self._density_spec(), **options,
             )
         result = GroupCovResult.from_posterior(idata, self.stats, self.spec)
+        from groupcov import __version__
+
+        # what reproduces the fit, kept with it (netCDF attributes: no None)
+        result.posterior.attrs.update(
+            random_seed="none" if random_seed is None else str(random_seed),
+            target_accept=float(kwargs["target_accept"]),
+            groupcov_version=__version__,
+        )
         for problem in sampling_problems(result.sample_stats, result.posterior):
             warnings.warn(problem, ConvergenceWarning, stacklevel=2)
         return result

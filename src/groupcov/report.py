@@ -246,8 +246,13 @@ def _section_model(result, title: str, source: str | None) -> str:
                   + (f" after {attrs['tuning_steps']} warm-up steps"
                      if "tuning_steps" in attrs else "")),
     ]
+    for key, label in (("target_accept", "target_accept"), ("random_seed", "seed")):
+        if key in attrs:
+            items.append((label, attrs[key]))
     if "sampling_time" in attrs:
         items.append(("sampling time", f"{float(attrs['sampling_time']):.1f} s"))
+    if "groupcov_version" in attrs:
+        items.append(("groupcov", attrs["groupcov_version"]))
     if source:
         items.insert(0, ("data", source))
     meta = " · ".join(f"{_esc(k)}: <b>{_esc(v)}</b>" for k, v in items)
@@ -301,6 +306,15 @@ def _section_diagnostics(result) -> str:
     if d.divergences:
         problems.append(f"{d.divergences} divergent transitions ({d.divergences / total:.1%} "
                         "of draws): the sampler missed part of the posterior")
+    stats = result.sample_stats
+    if stats is not None and "reached_max_treedepth" in stats:
+        stopped = int(stats["reached_max_treedepth"].values.sum())
+        if stopped:
+            problems.append(
+                f"{stopped} of {total:,} draws stopped at the sampler's maximum tree depth "
+                "before a U-turn: it moves slowly through this posterior (very different "
+                "scales or strong correlations)"
+            )
     if problems:
         box = (
             '<div class="box warning"><b>Warning: the sampler diagnostics are not good.</b>'
