@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -33,19 +34,29 @@ def sample_pymc(
     import pymc as pm
 
     start = time.perf_counter()
-    with model:
-        idata = pm.sample(
-            draws=settings.draws * settings.thin,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.chains, 2),
-            random_seed=settings.random_seed,
-            progressbar=settings.progressbar,
-            target_accept=settings.target_accept,
-            compile_kwargs={} if mode is None else {"mode": mode},
-            var_names=None if settings.var_names is None else list(settings.var_names),
-            **kwargs,
-        )
+    kwargs.setdefault("compute_convergence_checks", False)  # fit checks convergence itself
+    # without a progress bar, PyMC's own progress lines ("Initializing NUTS...",
+    # "Sampling ...") stay quiet too; its warnings still show
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    if not settings.progressbar:
+        logger.setLevel(max(level, logging.WARNING))
+    try:
+        with model:
+            idata = pm.sample(
+                draws=settings.draws * settings.thin,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=min(settings.chains, 2),
+                random_seed=settings.random_seed,
+                progressbar=settings.progressbar,
+                target_accept=settings.target_accept,
+                compile_kwargs={} if mode is None else {"mode": mode},
+                var_names=None if settings.var_names is None else list(settings.var_names),
+                **kwargs,
+            )
+    finally:
+        logger.setLevel(level)
     return _from_idata(idata, time.perf_counter() - start, settings.tune)
 
 
