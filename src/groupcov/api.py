@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Sequence
 
 from groupcov.data import DataError, reduce, warn_feature_problems
+from groupcov.data.validate import check_label_types
 from groupcov.inference import run_sampler, sample_structure
 from groupcov.model.inputs import (
     PARAMETERIZATIONS,
@@ -133,6 +134,7 @@ class GroupCovModel:
                 f"parameterization= must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
             )
         self.stats = reduce(data, group=group, features=features)
+        check_label_types(self.stats.groups, group if isinstance(group, str) else None)
         warn_feature_problems(self.stats, stacklevel=2)
         message = describe_missing(self.stats)
         if message:
