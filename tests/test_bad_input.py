@@ -73,7 +73,7 @@ def reducing(frame: Callable[[], pd.DataFrame], group="g", features=("x", "y")):
             return reduce(df[list(features)].to_numpy(), group=df[group].array,
                           features=list(features))
         data, con = as_input(source, df, tmp)
-        return reduce(data, group, list(features), con=con)
+        return reduce(data, group, None if features is None else list(features), con=con)
     return run
 
 
@@ -210,6 +210,24 @@ def bad_sql(source, tmp):
     return reduce("SELECT * FROM no_such_table", "g", ["x"], con=duckdb.connect())
 
 
+def empty_file(source, tmp):
+    (tmp / "empty.csv").write_text("")
+    return reduce(tmp / "empty.csv", "g")
+
+
+def glob_without_files(source, tmp):
+    return reduce(str(tmp / "parts" / "*.parquet"), "g", ["x"])
+
+
+def stats_with_interval_labels(source, tmp):
+    from groupcov.stats import SufficientStats
+
+    st = reduce(base(), "g", ["x", "y"])
+    labels = tuple(pd.Interval(i, i + 1) for i in range(st.n_groups))
+    return GroupCovModel(SufficientStats(labels, st.features, st.n, st.mean, st.scatter),
+                         group="g")
+
+
 def stats_file_that_is_not(source, tmp):
     from groupcov.stats import SufficientStats
 
@@ -237,7 +255,14 @@ ROWS = [
     Row("non-numeric feature", reducing(lambda: base(y=list("uvwxyz"))), TABLES,
         Error(DataError, ("'y'", "not numeric", "convert it to numbers", FILE))),
     Row("non-numeric feature array", reducing(lambda: base(y=list("uvwxyz"))), ("numpy",),
-        Error(DataError, ("'y'", "not numeric", "e.g. ['u']"))),
+        Error(DataError, ("'y'", "not numeric", "e.g. ['u', 'v', 'w']"))),
+    Row("numbers with one that is not",
+        reducing(lambda: base(y=["0.5", "-1.009618183538736", "?", "0", "1", "3"])), TABLES,
+        Error(DataError, ("'y'", "not numeric", "e.g. ['?']", FILE))),
+    Row("duplicated column names, default features",
+        reducing(lambda: base().set_axis(["g", "x", "x"], axis=1), features=None),
+        ("pandas", "csv", "arrow"),
+        Error(DataError, ("duplicated column names", "'x'", "rename", FILE))),
     Row("object array of numbers and None",
         reducing(lambda: base(y=pd.array([0.5, None, 2.5, 0.0, 1.0, 3.0], dtype=object))),
         ("numpy", "pandas"), Result(lambda st: np.testing.assert_array_equal(
@@ -257,8 +282,8 @@ ROWS = [
     Row("empty table", reducing(lambda: base().iloc[:0]), ALL,
         Error(DataError, ("has no rows",))),
     Row("constant feature", reducing(lambda: base(y=5.0)), ALL, Result(constant_feature)),
-    Row("constant feature in a model", modelling(lambda: base(y=5.0)), ("pandas",),
-        Error(ValueError, ("['y']", "single value", "remove the constant column"))),
+    Row("constant feature in a model", modelling(lambda: base(y=5.0)), ("pandas", "csv"),
+        Error(DataError, ("['y']", "single value", "remove the constant column"))),
     Row("collinear features", reducing(lambda: base().assign(z=lambda d: 2 * d.x + 1),
                                        features=("x", "z")), ALL, Result(collinear)),
     Row("collinear features in a model",
@@ -311,6 +336,16 @@ ROWS = [
         reducing(lambda: base(g=pd.Categorical(["a", "b", "a", "b", "b", "b"],
                                                categories=["z", "b", "a"]))),
         ("pandas", "dask", "numpy", "sql"), Result(categorical_labels)),
+    Row("interval group labels (pandas.qcut)",
+        reducing(lambda: base().assign(g=lambda d: pd.qcut(d.x, 2))), ("pandas", "dask"),
+        Error(DataError, ("group column 'g'", "type Interval", "ints, finite floats, bools "
+                          "or strings", "astype(str)"))),
+    Row("interval group labels in a model",
+        modelling(lambda: base().assign(g=lambda d: pd.qcut(d.x, 2))), ("pandas",),
+        Error(DataError, ("group column 'g'", "type Interval", "astype(str)"))),
+    Row("timestamp group labels",
+        reducing(lambda: base(g=pd.to_datetime(["2024-01-01", "2024-02-01"] * 3))), TABLES,
+        Error(DataError, ("group column 'g'", "labels of type", "astype(str)", FILE))),
     Row("unicode group labels",
         reducing(lambda: base(g=["Zürich", "Ålesund", "Zürich", "東京", "東京", "Ålesund"],
                               x=[1.0, 4.0, 3.0, 5.0, 7.0, 4.0])),
@@ -333,6 +368,12 @@ ROWS = [
         Error(DataError, ("notes.txt", "'g'", "not found", "available columns"))),
     Row("directory instead of a file", directory, ("path",),
         Error(DataError, ("folder", "is a directory", "glob pattern"))),
+    Row("empty file", empty_file, ("path",),
+        Error(DataError, ("empty.csv", "is empty (no header and no rows)"))),
+    Row("glob matching no file", glob_without_files, ("path",),
+        Error(DataError, ("no files match the pattern", "*.parquet", "check the pattern"))),
+    Row("statistics with interval labels in a model", stats_with_interval_labels, ("stats",),
+        Error(DataError, ("group column 'g'", "type Interval", "astype(str)"))),
     Row("SQL that fails", bad_sql, ("sql",),
         Error(DataError, ("SQL query failed", "no_such_table"))),
     Row("statistics file that is not one", stats_file_that_is_not, ("path",),

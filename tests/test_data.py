@@ -1,6 +1,8 @@
 """Inputs, validation and statistics files: every problem is a DataError naming what to change."""
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -418,11 +420,145 @@ def _kinds(df, tmp_path):
 
 def test_default_features_are_the_numeric_columns(tmp_path):
     df = _frame().assign(note=list("uvwxyz"), flag=[True, False] * 3)
-    expected = reduce(df, "grp", ["x", "y", "flag"])
+    expected = reduce(df, "grp", ["x", "y"])
     for kind, data in _kinds(df, tmp_path).items():
-        st = reduce(data, "grp")
-        assert st.features == ("x", "y", "flag"), kind
+        with pytest.warns(groupcov.DefaultFeaturesWarning) as caught:
+            st = reduce(data, "grp")
+        assert st.features == ("x", "y"), kind
         np.testing.assert_allclose(st.scatter, expected.scatter, rtol=1e-12, err_msg=kind)
+        message = str(caught[0].message)
+        for part in ("left out of the default features", "'note' read as text",
+                     "e.g. 'u'", "'flag' is boolean", "pass features=[...]"):
+            assert part in message, (kind, message)
+        assert caught[0].filename == __file__, kind  # blames the caller
+
+
+def test_boolean_features_are_used_when_named(tmp_path):
+    df = _frame().assign(flag=[True, True, False, True, False, False])
+    expected = reduce(df.assign(flag=df["flag"].astype(float)), "grp", ["x", "flag"])
+    for kind, data in _kinds(df, tmp_path).items():
+        st = reduce(data, "grp", ["x", "flag"])
+        assert st.features == ("x", "flag"), kind
+        np.testing.assert_allclose(st.mean, expected.mean, rtol=1e-12, err_msg=kind)
+
+
+NUMBERS_AS_TEXT = {
+    "question mark": ("g,x,y\na,1.5,1\nb,?,2\na,3,3\nb,4,5\n", "'?'"),
+    "thousands separator": ('g,x,y\na,"4,712.61",1\nb,3,2\na,5,3\nb,6,5\n', "'4,712.61'"),
+    "decimal comma": ("g;x;y\na;1,5;1\nb;2,25;2\na;3,5;3\nb;4,0;5\n", "'1,5'"),
+    "inf in the first row": ("g,x,y\na,inf,1\nb,3,2\na,5,3\nb,6,5\n", "'inf'"),
+}
+
+
+@pytest.mark.parametrize("case", list(NUMBERS_AS_TEXT))
+def test_numbers_read_as_text_are_reported(case, tmp_path):
+    text, example = NUMBERS_AS_TEXT[case]
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    with pytest.warns(groupcov.DefaultFeaturesWarning,
+                      match=f"'x' read as text \\(VARCHAR, e.g. {re.escape(example)}\\)"):
+        st = reduce(path, "g")
+    assert st.features == ("y",)
+    assert st.mean[:, 0].tolist() == [2.0, 3.5]
+    with pytest.raises(DataError, match=f"'x' is not numeric .*e.g. \\[{re.escape(example)}"):
+        reduce(path, "g", ["x", "y"])
+
+
+def test_text_column_of_a_frame_is_reported_with_a_value_that_is_not_a_number():
+    df = pd.DataFrame({"g": list("abab"), "x": ["-1.009618183538736", "?", "3", "4"],
+                       "y": [1.0, 2.0, 3.0, 5.0]})
+    with pytest.warns(groupcov.DefaultFeaturesWarning, match=r"'x' read as text \(.*'\?'\)"):
+        assert reduce(df, "g").features == ("y",)
+    with pytest.raises(DataError, match=r"e\.g\. \['\?'\]"):
+        reduce(df, "g", ["x"])
+
+
+def _indexed(tmp_path):
+    df = _frame().assign(flag=[True, False] * 3)
+    df.to_csv(tmp_path / "indexed.csv")  # the index as an unnamed leading column
+    return df, tmp_path / "indexed.csv"
+
+
+def test_unnamed_row_index_is_left_out(tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    df, path = _indexed(tmp_path)
+    expected = reduce(df, "grp", ["x", "y"])
+    inputs = {"csv": (path, "'column0'"), "pandas": (pd.read_csv(path), "'Unnamed: 0'"),
+              "dask": (dd.read_csv(path), "'Unnamed: 0'")}
+    for kind, (data, name) in inputs.items():
+        with pytest.warns(groupcov.DefaultFeaturesWarning) as caught:
+            st = reduce(data, "grp")
+        assert st.features == ("x", "y"), kind
+        np.testing.assert_allclose(st.scatter, expected.scatter, rtol=1e-12)
+        message = str(caught[0].message)
+        assert f"{name} is an unnamed row index (0..n-1)" in message, message
+        assert "'flag' is boolean" in message and "pass features=" in message, message
+
+
+def test_unnamed_column_that_is_not_a_row_index_stays_a_feature(tmp_path):
+    df = _frame().iloc[::2]
+    df.to_csv(tmp_path / "filtered.csv")  # index 0, 2, 4
+    inputs = {"csv": (tmp_path / "filtered.csv", "column0"),
+              "pandas": (pd.read_csv(tmp_path / "filtered.csv"), "Unnamed: 0")}
+    for data, name in inputs.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert reduce(data, "grp").features == (name, "x", "y")
+
+
+def test_columns_differing_in_case_keep_their_names(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    df = pd.DataFrame({"g": list("abab"), "X": [1.0, 2.0, 4.0, 8.0],
+                       "x": [10.0, 20.0, 30.0, 50.0]})
+    df.to_csv(tmp_path / "case.csv", index=False)
+    df.to_parquet(tmp_path / "case.parquet", index=False)
+    inputs = [tmp_path / "case.csv", tmp_path / "case.parquet",
+              pa.Table.from_pandas(df, preserve_index=False), df]
+    for data in inputs:
+        st = reduce(data, "g")
+        assert st.features == ("X", "x")
+        assert st.mean.tolist() == [[2.5, 20.0], [5.0, 35.0]]
+        st = reduce(data, "g", ["x"])
+        assert st.features == ("x",) and st.mean.ravel().tolist() == [20.0, 35.0]
+
+
+def test_empty_csv_files(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"'.*empty\.csv' is empty \(no header and no rows\)"):
+        reduce(tmp_path / "empty.csv", "g")
+    (tmp_path / "header.csv").write_text("g,x\n")
+    for features in (None, ["x"]):
+        with pytest.raises(DataError, match=r"header\.csv' has no rows"):
+            reduce(tmp_path / "header.csv", "g", features)
+
+
+def test_glob_matching_no_file(tmp_path):
+    pattern = str(tmp_path / "nothing" / "*.parquet")
+    with pytest.raises(DataError, match=r"no files match the pattern .*nothing.*check the pattern"):
+        reduce(pattern, "g")
+
+
+def test_ordered_categorical_in_parquet_keeps_its_order(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    dd = pytest.importorskip("dask.dataframe")
+    labels = pd.Categorical(list("abcabc"), categories=list("cab"), ordered=True)
+    df = pd.DataFrame({"g": labels, "x": [1.0, 2.0, 3.0, 4.0, 5.0, 7.0]})
+    df.to_parquet(tmp_path / "ordered.parquet", index=False)
+    df.iloc[:3].to_parquet(tmp_path / "part-0.parquet", index=False)
+    df.iloc[3:].to_parquet(tmp_path / "part-1.parquet", index=False)
+    path = tmp_path / "ordered.parquet"
+    inputs = {"path": path, "glob": str(tmp_path / "part-*.parquet"),
+              "pandas": pd.read_parquet(path), "arrow": pq.read_table(path),
+              "dask": dd.read_parquet(path)}
+    for kind, data in inputs.items():
+        st = reduce(data, "g", ["x"])
+        assert st.groups == ("c", "a", "b"), kind
+        assert st.mean.ravel().tolist() == [5.0, 2.5, 3.5], kind
+    assert pa.types.is_dictionary(pq.read_schema(path).field("g").type)
+    unordered = df.assign(g=labels.as_unordered())
+    unordered.to_parquet(tmp_path / "unordered.parquet", index=False)
+    assert reduce(tmp_path / "unordered.parquet", "g", ["x"]).groups == ("a", "b", "c")
 
 
 def test_glob_of_parquet_files_and_compressed_csv(tmp_path):
@@ -489,3 +625,90 @@ def test_collinear_features_are_named():
     x[:, 2] += 1e-4 * rng.normal(size=40)  # nearly but not exactly dependent
     c = x - x.mean(axis=0)
     assert collinear_features(c.T @ c, ["a", "b", "c", "d"]) == []
+
+
+# --- group labels in saved results ------------------------------------------------------------
+
+
+def _result(groups):
+    """A fit-shaped result with a few fixed draws (no sampling)."""
+    import xarray as xr
+
+    from groupcov.result import GroupCovResult
+
+    g, feats = len(groups), ["x", "y"]
+    mu = np.arange(g * 2, dtype=float).reshape(1, 1, g, 2) + np.zeros((1, 3, g, 2))
+    cov = np.broadcast_to(np.eye(2), (1, 3, g, 2, 2)).copy()
+    coords = {"chain": [0], "draw": np.arange(3), "group": list(groups),
+              "feature": feats, "feature_": feats}
+    post = xr.Dataset({"mu": (("chain", "draw", "group", "feature"), mu),
+                       "cov": (("chain", "draw", "group", "feature", "feature_"), cov)},
+                      coords=coords)
+    stats = SufficientStats(tuple(groups), tuple(feats), np.full(g, 4), np.zeros((g, 2)),
+                            np.repeat(np.eye(2)[None], g, 0))
+    return GroupCovResult.from_posterior({"posterior": post}, stats, {"means": "unpooled"})
+
+
+def test_result_round_trips_mixed_labels_exactly(tmp_path):
+    from groupcov.result import GroupCovResult
+
+    labels = ["a", 2, 3.5, True]
+    back = GroupCovResult.load(_result(labels).save(tmp_path / "fit.nc"))
+    assert back.groups == labels
+    assert [type(v) for v in back.groups] == [str, int, float, bool]
+    assert back.stats.groups == tuple(labels)
+    assert back.mean(2).tolist() == [2.0, 3.0]
+
+
+def test_loaded_labels_are_plain_python_values(tmp_path):
+    from groupcov.result import GroupCovResult
+
+    back = GroupCovResult.load(_result(["setosa", "versicolor"]).save(tmp_path))
+    assert back.groups == ["setosa", "versicolor"]
+    assert type(back.groups[0]) is str and type(back.stats.groups[0]) is str
+    with pytest.raises(KeyError, match=r"groups are \['setosa', 'versicolor'\]"):
+        back.mean("virginica")
+    ints = GroupCovResult.load(_result([1, 2]).save(tmp_path / "ints.nc"))
+    assert ints.groups == [1, 2] and type(ints.groups[0]) is int
+
+
+def test_result_save_refuses_labels_and_leaves_no_file(tmp_path):
+    result = _result([pd.Interval(0, 1), pd.Interval(1, 2)])
+    with pytest.raises(ValueError, match="ints, finite floats, bools or strings"):
+        result.save(tmp_path / "fit.nc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_result_save_failing_midway_keeps_the_old_file(tmp_path, monkeypatch):
+    import arviz as az
+
+    path = _result(["a", "b"]).save(tmp_path / "fit.nc")
+    before = path.read_bytes()
+
+    def broken(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(az.InferenceData, "to_netcdf", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _result(["c", "d"]).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+
+
+def test_reduce_refuses_labels_that_cannot_be_saved(tmp_path):
+    df = _frame().assign(grp=pd.to_datetime(["2024-01-01", "2024-02-01"] * 3))
+    with pytest.raises(DataError, match=r"group column 'grp' has labels of type Timestamp.*"
+                                        r"astype\(str\)"):
+        reduce(df, "grp", ["x"])
+    df = _frame().assign(grp=[1.0, np.inf, 1.0, 2.0, np.inf, 2.0])
+    with pytest.raises(DataError, match=r"type float.*finite floats"):
+        reduce(df, "grp", ["x"])
+
+
+def test_constant_feature_is_a_data_error():
+    st = reduce(_frame().assign(y=5.0), "grp", ["x", "y"])
+    with pytest.raises(DataError, match=r"\['y'\] take a single value"):
+        st.standardization()
+    with pytest.raises(ValueError):  # still a ValueError
+        st.standardization()

@@ -18,6 +18,7 @@ _LAZY = {
     "CollinearFeaturesWarning": "groupcov.data",
     "ConvergenceWarning": "groupcov.result",
     "DataError": "groupcov.data",
+    "DefaultFeaturesWarning": "groupcov.data",
     "ManyFeaturesWarning": "groupcov.data",
     "reduce": "groupcov.data",
     "SufficientStats": "groupcov.stats",
@@ -36,6 +37,7 @@ __all__ = [
     "CollinearFeaturesWarning",
     "ConvergenceWarning",
     "DataError",
+    "DefaultFeaturesWarning",
     "GroupCovModel",
     "GroupCovResult",
     "LKJCholeskyCov",
@@ -52,7 +54,13 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from groupcov.api import GroupCovModel, MissingValuesWarning
     from groupcov.comparison import compare
-    from groupcov.data import CollinearFeaturesWarning, DataError, ManyFeaturesWarning, reduce
+    from groupcov.data import (
+        CollinearFeaturesWarning,
+        DataError,
+        DefaultFeaturesWarning,
+        ManyFeaturesWarning,
+        reduce,
+    )
     from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats
     from groupcov.model.priors import Priors
     from groupcov.result import ConvergenceWarning, GroupCovResult

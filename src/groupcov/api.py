@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Sequence
 
 from groupcov.data import DataError, reduce
-from groupcov.data.validate import warn_many_features
+from groupcov.data.validate import check_label_types, warn_many_features
 from groupcov.inference import run_sampler, sample_structure
 from groupcov.model.inputs import (
     PARAMETERIZATIONS,
@@ -135,6 +135,7 @@ class GroupCovModel:
                 f"parameterization= must be one of {PARAMETERIZATIONS}, not {parameterization!r}"
             )
         self.stats = reduce(data, group=group, features=features)
+        check_label_types(self.stats.groups, group if isinstance(group, str) else None)
         warn_many_features(self.stats.n_features, stacklevel=2)
         message = describe_missing(self.stats)
         if message:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,7 +16,13 @@ import xarray as xr
 
 from groupcov.diagnostics import run_threads, summarize
 from groupcov.model.density import masked_loglik, suffstat_loglik
-from groupcov.stats import IncompleteCells, SufficientStats, scatter_root
+from groupcov.stats import (
+    IncompleteCells,
+    SufficientStats,
+    decode_labels,
+    encode_labels,
+    scatter_root,
+)
 
 if TYPE_CHECKING:
     import arviz as az
@@ -328,6 +336,55 @@ def _constant_data(stats: SufficientStats, group_dim: str, group_coord) -> xr.Da
     )
 
 
+LABELS_ATTR = "groupcov_groups"
+"""Attribute of a saved fit's ``constant_data``: the group labels as JSON with their types."""
+
+
+def label_coordinate(labels) -> np.ndarray:
+    """Group labels as a coordinate: a typed array, or objects when types are mixed.
+
+    Examples
+    --------
+    >>> label_coordinate([1, 2]).dtype, label_coordinate(["a", 2, 3.5]).tolist()
+    (dtype('int64'), ['a', 2, 3.5])
+    """
+    labels = list(labels)
+    if len({type(label) for label in labels}) <= 1:
+        return np.asarray(labels)
+    out = np.empty(len(labels), dtype=object)
+    out[:] = labels
+    return out
+
+
+def _saved_labels(constant_data: xr.Dataset) -> tuple | None:
+    """The exact labels :meth:`GroupCovResult.save` stored, or None (older files)."""
+    text = constant_data.attrs.get(LABELS_ATTR)
+    if text is None:
+        return None
+    stored = json.loads(text)
+    return decode_labels(stored["groups"], stored["group_types"])
+
+
+def _storable(idata: az.InferenceData) -> az.InferenceData:
+    """``idata``, with a group coordinate of mixed types written as text (netCDF stores
+    one type per variable; the exact labels travel in :data:`LABELS_ATTR`)."""
+    names = idata.groups()
+    mixed = [n for n in names if "group" in getattr(idata, n).coords
+             and getattr(idata, n)["group"].dtype == object]
+    if not mixed:
+        return idata
+    import arviz as az
+
+    datasets = {}
+    for name in names:
+        dataset = getattr(idata, name)
+        if name in mixed:
+            text = np.array([str(v) for v in dataset["group"].values.tolist()])
+            dataset = dataset.assign_coords(group=text)
+        datasets[name] = dataset
+    return az.InferenceData(**datasets)
+
+
 def stats_from_constant_data(constant_data: xr.Dataset) -> SufficientStats:
     """The :class:`SufficientStats` stored by :meth:`GroupCovResult.from_posterior`."""
     cd = constant_data
@@ -335,8 +392,11 @@ def stats_from_constant_data(constant_data: xr.Dataset) -> SufficientStats:
         cd["cell_group"].values.astype(np.int64), cd["cell_observed"].values.astype(bool),
         cd["cell_n"].values.astype(np.int64), cd["cell_mean"].values, cd["cell_scatter"].values,
     )
+    groups = _saved_labels(cd)
+    if groups is None:
+        groups = tuple(cd["group"].values.tolist())
     return SufficientStats(
-        tuple(cd["group"].values.tolist()), tuple(str(f) for f in cd["feature"].values),
+        groups, tuple(str(f) for f in cd["feature"].values),
         cd["n"].values.astype(np.int64), cd["sample_mean"].values, cd["scatter"].values,
         cells, cd["empty_rows"].values.astype(np.int64),
     )
@@ -472,7 +532,7 @@ class GroupCovResult:
 
     @property
     def groups(self) -> list:
-        """Group labels, as Python values (the statistics' labels)."""
+        """Group labels, as plain Python values (``'setosa'``, ``1``), in model order."""
         return list(self.stats.groups)
 
     @property
@@ -602,12 +662,39 @@ class GroupCovResult:
         -------
         pathlib.Path
             The file written.
+
+        Raises
+        ------
+        ValueError
+            If a group label is not an int, finite float, bool or str (checked before
+            anything is written).
+
+        Notes
+        -----
+        The group labels are also stored with their types, as JSON in the
+        ``groupcov_groups`` attribute of ``constant_data`` (the format of
+        :meth:`~groupcov.stats.SufficientStats.save`), so :meth:`load` gives back the
+        same Python values, mixed types included. The file is written under a
+        temporary name in the same folder and renamed when complete: a failure never
+        leaves a partial file, and an existing file is replaced only by a complete one.
         """
         path = Path(path)
         if path.is_dir():
             path = path / "posterior.nc"
+        labels, types = encode_labels(self.stats.groups)
         self.idata.posterior.attrs["groupcov_spec"] = json.dumps(self.spec)
-        self.idata.to_netcdf(str(path))
+        constant_data = getattr(self.idata, "constant_data", None)
+        if constant_data is not None:
+            constant_data.attrs[LABELS_ATTR] = json.dumps(
+                {"groups": labels, "group_types": types}, ensure_ascii=False
+            )
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            _storable(self.idata).to_netcdf(str(temporary))
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
         return path
 
     @classmethod
@@ -623,7 +710,15 @@ class GroupCovResult:
         if "constant_data" not in idata.groups() or "posterior" not in idata.groups():
             raise KeyError(f"{path} has no posterior and constant_data groups")
         spec = json.loads(idata.posterior.attrs.get("groupcov_spec", "{}"))
-        return cls(idata, stats_from_constant_data(idata.constant_data), spec)
+        stats = stats_from_constant_data(idata.constant_data)
+        coordinate = label_coordinate(stats.groups)
+        datasets = {}
+        for name in idata.groups():
+            dataset = getattr(idata, name)
+            if "group" in dataset.coords:
+                dataset = dataset.assign_coords(group=coordinate)
+            datasets[name] = dataset
+        return cls(datasets, stats, spec)
 
     def __repr__(self) -> str:
         d = self.diagnostics()

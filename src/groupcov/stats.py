@@ -14,6 +14,9 @@ __all__ = [
     "Standardization",
     "SufficientStats",
     "combine",
+    "decode_labels",
+    "encode_labels",
+    "label_type",
     "pack_suffstats",
     "scatter_root",
 ]
@@ -449,14 +452,16 @@ class SufficientStats:
 
         Raises
         ------
-        ValueError
-            If a feature has fewer than two observed values or is constant over all
-            rows (its scale would be zero).
+        groupcov.DataError
+            (a ``ValueError``) If a feature has fewer than two observed values or is
+            constant over all rows (its scale would be zero).
         """
+        from groupcov.data.validate import DataError
+
         summary = self.feature_summary()
         few = [f for f, c in zip(self.features, summary.count, strict=True) if c < 2]
         if few:
-            raise ValueError(
+            raise DataError(
                 f"feature(s) {few} have fewer than two observed values; estimating a "
                 "covariance needs at least two rows per feature: remove the column(s) or add data"
             )
@@ -464,7 +469,7 @@ class SufficientStats:
         scale = np.where(within > 1e-12 * total, within, total)
         bad = [f for f, s in zip(self.features, total, strict=True) if not s > 0]
         if bad:
-            raise ValueError(
+            raise DataError(
                 f"feature(s) {bad} take a single value over all rows; a covariance needs "
                 "variation: remove the constant column(s)"
             )
@@ -537,17 +542,7 @@ class SufficientStats:
         """
         import json
 
-        labels, types = [], []
-        for label in self.groups:
-            value = label.item() if isinstance(label, np.generic) else label
-            kind = _LABEL_TYPES.get(type(value))
-            if kind is None or (kind == "float" and not np.isfinite(value)):
-                raise ValueError(
-                    f"group label {label!r} ({type(label).__name__}) cannot be saved: labels "
-                    "must be ints, finite floats, bools or strings; convert them, e.g. to str"
-                )
-            labels.append(value)
-            types.append(kind)
+        labels, types = encode_labels(self.groups)
         metadata = {
             "format": _FORMAT, "version": _FORMAT_VERSION, "groups": labels,
             "group_types": types, "features": [str(f) for f in self.features],
@@ -612,11 +607,7 @@ class SufficientStats:
                 f"{name!r} has format version {metadata['version']}, newer than this "
                 f"groupcov reads ({_FORMAT_VERSION}); upgrade groupcov"
             )
-        convert = {"int": int, "float": float, "bool": bool, "str": str}
-        groups = tuple(
-            convert[kind](value)
-            for value, kind in zip(metadata["groups"], metadata["group_types"], strict=True)
-        )
+        groups = decode_labels(metadata["groups"], metadata["group_types"])
         cells = IncompleteCells(
             arrays["incomplete_group"], arrays["incomplete_observed"], arrays["incomplete_n"],
             arrays["incomplete_mean"], arrays["incomplete_scatter"],
@@ -630,6 +621,63 @@ class SufficientStats:
 _FORMAT = "groupcov.SufficientStats"
 _FORMAT_VERSION = 1
 _LABEL_TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
+_LABEL_CONVERT = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def label_type(label) -> str | None:
+    """``"int"``, ``"float"``, ``"bool"`` or ``"str"``: how files store a group label.
+
+    None for any other label (and for non-finite floats), which cannot be stored.
+
+    Examples
+    --------
+    >>> label_type(np.int64(3)), label_type("a"), label_type(float("inf")), label_type(None)
+    ('int', 'str', None, None)
+    """
+    value = label.item() if isinstance(label, np.generic) else label
+    kind = _LABEL_TYPES.get(type(value))
+    if kind == "float" and not np.isfinite(value):
+        return None
+    return kind
+
+
+def encode_labels(groups: Sequence) -> tuple[list, list[str]]:
+    """Group labels as JSON values and their types (see :meth:`SufficientStats.save`).
+
+    Raises
+    ------
+    ValueError
+        If a label is not an int, finite float, bool or str.
+
+    Examples
+    --------
+    >>> encode_labels(["a", np.int64(2), 3.5])
+    (['a', 2, 3.5], ['str', 'int', 'float'])
+    """
+    labels, types = [], []
+    for label in groups:
+        kind = label_type(label)
+        if kind is None:
+            raise ValueError(
+                f"group label {label!r} ({type(label).__name__}) cannot be saved: labels "
+                "must be ints, finite floats, bools or strings; convert them, e.g. to str"
+            )
+        labels.append(_LABEL_CONVERT[kind](label))
+        types.append(kind)
+    return labels, types
+
+
+def decode_labels(values: Sequence, types: Sequence[str]) -> tuple:
+    """The labels :func:`encode_labels` encoded, as the same plain Python values.
+
+    Examples
+    --------
+    >>> decode_labels(["a", 2, 3.5, True], ["str", "int", "float", "bool"])
+    ('a', 2, 3.5, True)
+    """
+    return tuple(
+        _LABEL_CONVERT[kind](value) for value, kind in zip(values, types, strict=True)
+    )
 
 
 def scatter_root(scatter: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from groupcov.data.sources import input_kind, reduce
 from groupcov.data.validate import (
     CollinearFeaturesWarning,
     DataError,
+    DefaultFeaturesWarning,
     ManyFeaturesWarning,
     warn_feature_problems,
 )
@@ -14,6 +15,7 @@ from groupcov.data.validate import (
 __all__ = [
     "CollinearFeaturesWarning",
     "DataError",
+    "DefaultFeaturesWarning",
     "ManyFeaturesWarning",
     "input_kind",
     "reduce",

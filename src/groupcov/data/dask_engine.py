@@ -11,17 +11,28 @@ use, if any.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from groupcov.data.frame import float_matrix, is_numeric_dtype, label_categories
+from groupcov.data.frame import (
+    float_matrix,
+    is_numeric_dtype,
+    is_text_dtype,
+    label_categories,
+    value_examples,
+)
 from groupcov.data.numpy_engine import merge_cells, relative_cells
 from groupcov.data.validate import (
-    DataError,
+    INDEX_NAMES,
+    ColumnKind,
     all_missing_error,
     check_columns,
+    check_label_types,
+    check_unique_columns,
+    default_features,
     infinite_error,
     missing_labels_error,
     no_rows_error,
@@ -36,6 +47,7 @@ __all__ = ["partition_cells", "reduce_dask"]
 
 SOURCE = "the Dask DataFrame"
 SHOWN_ROWS = 6
+PROBE_ROWS = 1000
 
 
 def partition_cells(part: pd.DataFrame, group: str, features: Sequence[str]) -> dict:
@@ -102,18 +114,14 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
     import dask
 
     columns = list(ddf.columns)
+    check_unique_columns(columns, SOURCE)
     dtypes = ddf.dtypes
     if features is None and group in columns:
-        features = [c for c in columns if c != group and is_numeric_dtype(dtypes[c])]
-        if not features:
-            raise DataError(
-                f"{SOURCE} has no numeric feature columns besides {group!r}; "
-                "pass features=[...]"
-            )
+        features = default_features(_column_kinds(ddf, group), group, SOURCE)
     features = check_columns(columns, group, features if features is not None else [], SOURCE)
     for f in features:
         if not is_numeric_dtype(dtypes[f]):
-            raise non_numeric_error(f, dtypes[f], source=SOURCE)
+            raise non_numeric_error(f, dtypes[f], _head_examples(ddf, f), source=SOURCE)
     tasks = [
         dask.delayed(partition_cells)(part, group, features)
         for part in ddf[[group, *features]].to_delayed()
@@ -139,6 +147,7 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
     categories = _categories(dtypes[group], parts)
     seen = list(dict.fromkeys(label for part in valid for label in part["labels"]))
     ordered = order_labels(seen, categories)
+    check_label_types(ordered, group, SOURCE)
     position = {label: i for i, label in enumerate(ordered)}
     pieces = []
     for part in valid:
@@ -147,6 +156,46 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
         pieces.append((remap[codes], *rest))
     merged = merge_cells(*(np.concatenate(arrays) for arrays in zip(*pieces, strict=True)))
     return SufficientStats.from_cells(ordered, features, *merged)
+
+
+def _head_examples(ddf, column: str) -> tuple:
+    """Values of a column's first rows that are not plain numbers (for messages)."""
+    with warnings.catch_warnings():  # a first partition shorter than the probe is fine
+        warnings.filterwarnings("ignore", "Insufficient elements", UserWarning)
+        return value_examples(ddf[column].head(PROBE_ROWS, npartitions=1, compute=True))
+
+
+def _is_row_index(ddf, column: str) -> bool:
+    """Whether an integer column holds each of ``0..n-1`` once (count, range, sum and
+    sum of squares)."""
+    import dask
+
+    values = ddf[column]
+    n, k, lo, hi, total, squares = dask.compute(
+        values.size, values.count(), values.min(), values.max(), values.sum(),
+        (values.astype("float64") ** 2).sum(),
+    )
+    return (n > 0 and k == n and lo == 0 and hi == n - 1 and total == n * (n - 1) // 2
+            and squares == (n - 1) * n * (2 * n - 1) // 6)
+
+
+def _column_kinds(ddf, group: str) -> list[ColumnKind]:
+    """How each column counts for the default features (types from the metadata)."""
+    kinds = []
+    for position, (name, dtype) in enumerate(ddf.dtypes.items()):
+        if name == group:
+            continue
+        if pd.api.types.is_bool_dtype(dtype):
+            kinds.append(ColumnKind(name, "bool", str(dtype)))
+        elif pd.api.types.is_numeric_dtype(dtype):
+            index = (position == 0 and str(name) in INDEX_NAMES
+                     and pd.api.types.is_integer_dtype(dtype) and _is_row_index(ddf, name))
+            kinds.append(ColumnKind(name, "index" if index else "numeric", str(dtype)))
+        elif is_text_dtype(dtype):
+            kinds.append(ColumnKind(name, "text", str(dtype), _head_examples(ddf, name)))
+        else:
+            kinds.append(ColumnKind(name, "other", str(dtype)))
+    return kinds
 
 
 def _categories(dtype, parts: list[dict]) -> list | None:

@@ -12,6 +12,8 @@ on the small table of cell means), which keeps full precision at any offset.
 
 from __future__ import annotations
 
+import glob
+import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from groupcov.data.validate import (
+    INDEX_NAMES,
+    NUMBER_PATTERN,
+    ColumnKind,
     DataError,
     all_missing_error,
     check_columns,
+    check_label_types,
+    check_unique_columns,
+    default_features,
     infinite_error,
     missing_labels_error,
     no_rows_error,
@@ -43,6 +51,11 @@ NULL_STRINGS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null")
 BITS_PER_KEY = 62
 CONDITION_LIMIT = 1e3
 """Re-centre cells whose ``n dbar^2 / scatter`` exceeds this (precision ~ eps * limit)."""
+INTEGER_TYPES = frozenset({
+    "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
+    "uinteger", "ubigint", "uhugeint",
+})
+TEXT_TYPES = frozenset({"varchar", "char", "bpchar", "text", "string"})
 PROBE_ROWS = 10_000
 VIEW = "groupcov_source"
 
@@ -76,33 +89,67 @@ def file_kind(path: str) -> str:
     return "csv"
 
 
-def open_path(path: str | os.PathLike, con) -> tuple[object, str, str]:
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _check_exists(text: str, source: str) -> None:
+    """Raise :class:`DataError` for a missing file, a directory, an empty file or a local
+    glob pattern that matches nothing."""
+    if _is_pattern(text):
+        if "://" not in text and not glob.glob(text, recursive=True):
+            raise DataError(
+                f"no files match the pattern {text!r} (working directory {os.getcwd()!r}); "
+                "check the pattern"
+            )
+        return
+    file = Path(text)
+    if not file.exists():
+        raise DataError(
+            f"{source} does not exist (working directory {os.getcwd()!r}); check the path"
+        )
+    if file.is_dir():
+        raise DataError(
+            f"{text!r} is a directory, not a table; pass a file or a glob pattern "
+            f"such as {os.path.join(text, '*.parquet')!r}"
+        )
+    if _is_blank(text):
+        raise DataError(
+            f"{source} is empty (no header and no rows); check that it was written completely"
+        )
+
+
+def _is_blank(path: str) -> bool:
+    """Whether a file holds nothing but white space (compressed or not)."""
+    if os.path.getsize(path) == 0:
+        return True
+    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    try:
+        with opener(path, "rb") as handle:
+            return not handle.read(4096).strip()
+    except (OSError, EOFError):
+        return False
+
+
+def open_path(path: str | os.PathLike, con) -> tuple[object, str, str, list[str] | None]:
     """A DuckDB relation reading a CSV or Parquet file (or glob pattern).
 
     Returns
     -------
-    relation, source, kind
-        The relation, how messages name the file, and ``"csv"`` or ``"parquet"``.
+    relation, source, kind, names
+        The relation, how messages name the file, ``"csv"`` or ``"parquet"``, and the
+        column names as the file has them where DuckDB renamed some (``x`` next to
+        ``X`` becomes ``x_1``), else None.
 
     Raises
     ------
     DataError
-        If the file does not exist, is a directory or cannot be read as a table.
+        If the file does not exist, is a directory, is empty or cannot be read as a
+        table, if a pattern matches no file, or if column names repeat.
     """
     text = os.fspath(path)
     source = f"file {text!r}"
-    if not any(c in text for c in "*?["):
-        file = Path(text)
-        if not file.exists():
-            raise DataError(
-                f"{source} does not exist (working directory {os.getcwd()!r}); "
-                "check the path"
-            )
-        if file.is_dir():
-            raise DataError(
-                f"{text!r} is a directory, not a table; pass a file or a glob pattern "
-                f"such as {os.path.join(text, '*.parquet')!r}"
-            )
+    _check_exists(text, source)
     kind = file_kind(text)
     if kind == "parquet":
         reader = f"read_parquet({_literal(text)})"
@@ -115,19 +162,44 @@ def open_path(path: str | os.PathLike, con) -> tuple[object, str, str]:
         relation = con.sql(f"SELECT * FROM {reader}")
         relation.columns  # noqa: B018  (binds: reads the schema now)
     except duckdb.Error as error:
+        if "No files found" in str(error):
+            raise DataError(f"no files match the pattern {text!r}; check the pattern") from None
         raise DataError(
             f"{source} could not be read as a {kind.upper()} table "
             f"({_first_line(error)}); check that it is a {kind.upper()} file"
         ) from None
+    names = None
     if os.path.isfile(text):
-        names = _raw_columns(text, kind, con)
-        dupes = sorted({c for c in names if names.count(c) > 1})
+        raw = _raw_columns(text, kind, con)
+        dupes = sorted({c for c in raw if raw.count(c) > 1})
         if dupes:
             raise DataError(
                 f"{source} has duplicated column names {dupes} (DuckDB would rename them "
-                f"to {[c for c in relation.columns if c not in names]}): rename them"
+                f"to {[c for c in relation.columns if c not in raw]}): rename them"
             )
-    return relation, source, kind
+        names = renamed_columns(raw, relation.columns)
+    return relation, source, kind, names
+
+
+def renamed_columns(raw: Sequence[str], columns: Sequence[str]) -> list[str] | None:
+    """The data's own column names where DuckDB renamed names that differ only in case.
+
+    DuckDB matches names case-insensitively and renames the second of ``X`` and ``x``
+    to ``x_1``; the statistics and messages keep the data's names.
+
+    Examples
+    --------
+    >>> renamed_columns(["g", "X", "x"], ["g", "X", "x_1"])
+    ['g', 'X', 'x']
+    >>> renamed_columns(["g", "x"], ["g", "x"]) is None
+    True
+    """
+    raw, columns = [str(c) for c in raw], list(columns)
+    if len(raw) != len(columns) or raw == columns:
+        return None
+    if len({c.lower() for c in raw}) == len(raw):
+        return None
+    return [r or c for r, c in zip(raw, columns, strict=True)]
 
 
 def _raw_columns(path: str, kind: str, con) -> list[str]:
@@ -146,7 +218,6 @@ def _raw_columns(path: str, kind: str, con) -> list[str]:
                 i += 1
         return names
     import csv
-    import gzip
 
     sniff = con.sql(
         "SELECT Delimiter, Quote, SkipRows, HasHeader "
@@ -189,6 +260,7 @@ def _filled(values, fill=0.0) -> np.ndarray:
 
 
 def _clean_sql(group: str, group_type: str, features: Sequence[str]) -> str:
+    """Group and features (DuckDB's column names) as ``g, v0, v1...``, NaN as NULL."""
     g = _ident(group)
     if group_type in ("float", "double"):
         g = f"CASE WHEN isnan({g}) THEN NULL ELSE {g} END"
@@ -311,6 +383,7 @@ def reduce_relation(
     features: Sequence[str] | None = None,
     source: str = "the DuckDB relation",
     label_order: Sequence | None = None,
+    names: Sequence[str] | None = None,
 ) -> SufficientStats:
     """Per-group statistics of a DuckDB relation, computed inside DuckDB.
 
@@ -327,6 +400,10 @@ def reduce_relation(
     label_order : sequence, optional
         Order of the group labels (e.g. the categories of a dictionary column);
         default: an ``ENUM`` column's order, otherwise sorted.
+    names : sequence of str, optional
+        The columns' names as the data has them, in the relation's column order, where
+        DuckDB renamed some (it renames ``x`` to ``x_1`` next to ``X``); messages and
+        the statistics use these.
 
     Returns
     -------
@@ -344,33 +421,94 @@ def reduce_relation(
     import duckdb
 
     try:
-        return _reduce_relation(relation, group, features, source, label_order)
+        return _reduce_relation(relation, group, features, source, label_order, names)
     except duckdb.Error as error:
         raise DataError(
             f"{source} could not be reduced by DuckDB ({_first_line(error)})"
         ) from None
 
 
-def _reduce_relation(relation, group, features, source, label_order) -> SufficientStats:
-    columns = list(relation.columns)
+def _text_examples(relation, column: str) -> tuple:
+    """Up to three values of a column that are not plain numbers (else its first value)."""
+    c = _ident(column)
+    text = f"CAST({c} AS VARCHAR)"
+    found = _query(
+        relation,
+        f"SELECT {text} AS e FROM {VIEW} WHERE {c} IS NOT NULL AND NOT "
+        f"regexp_full_match({text}, {_literal(NUMBER_PATTERN)}) LIMIT 20",
+    )["e"].tolist()
+    if not found:
+        found = _query(
+            relation, f"SELECT {text} AS e FROM {VIEW} WHERE {c} IS NOT NULL LIMIT 1"
+        )["e"].tolist()
+    return tuple(dict.fromkeys(found))[:3]
+
+
+def _is_row_index(relation, column: str) -> bool:
+    """Whether an integer column holds each of ``0..n-1`` once (count, range, sum and
+    sum of squares)."""
+    c = _ident(column)
+    big = f"CAST({c} AS HUGEINT)"
+    row = _query(
+        relation,
+        f"SELECT count(*) AS n, count({c}) AS k, min({c}) AS lo, max({c}) AS hi, "
+        f"CAST(sum({big}) AS VARCHAR) AS s, CAST(sum({big} * {big}) AS VARCHAR) AS q "
+        f"FROM {VIEW}",
+    )
+    n, k = int(row["n"][0]), int(row["k"][0])
+    if n == 0 or k != n:
+        return False
+    lo, hi, total, squares = (int(row[key][0]) for key in ("lo", "hi", "s", "q"))
+    return (lo == 0 and hi == n - 1 and total == n * (n - 1) // 2
+            and squares == (n - 1) * n * (2 * n - 1) // 6)
+
+
+def _column_kinds(relation, names: Sequence[str], types: dict, group: str) -> list:
+    """How each column counts for the default features (``names``: as the user sees
+    them; the relation's own names come in the same order)."""
+    kinds = []
+    for position, (name, column) in enumerate(zip(names, relation.columns, strict=True)):
+        if name == group:
+            continue
+        type_id, dtype = _type_id(types[name]), str(types[name])
+        if type_id == "boolean":
+            kinds.append(ColumnKind(name, "bool", dtype))
+        elif type_id in NUMERIC_TYPES:
+            index = (position == 0 and str(name) in INDEX_NAMES
+                     and type_id in INTEGER_TYPES and _is_row_index(relation, column))
+            kinds.append(ColumnKind(name, "index" if index else "numeric", dtype))
+        elif type_id in TEXT_TYPES:
+            kinds.append(ColumnKind(name, "text", dtype, _text_examples(relation, column)))
+        else:
+            kinds.append(ColumnKind(name, "other", dtype))
+    return kinds
+
+
+def _row_count(relation) -> int:
+    return int(_query(relation, f"SELECT count(*) AS n FROM {VIEW}")["n"][0])
+
+
+def _reduce_relation(
+    relation, group, features, source, label_order, names=None
+) -> SufficientStats:
+    columns = list(names) if names is not None else list(relation.columns)
+    check_unique_columns(columns, source)
+    sql_name = dict(zip(columns, relation.columns, strict=True))
     types = dict(zip(columns, relation.types, strict=True))
     if features is None and group in types:
-        features = [c for c in columns if c != group and _type_id(types[c]) in NUMERIC_TYPES]
-        if not features:
-            raise DataError(
-                f"{source} has no numeric feature columns besides {group!r}; pass features=[...]"
-            )
+        if _row_count(relation) == 0:
+            raise no_rows_error(source)
+        features = default_features(_column_kinds(relation, columns, types, group), group,
+                                    source)
     features = check_columns(columns, group, features if features is not None else [], source)
     p = len(features)
-    clean = _clean_sql(group, _type_id(types[group]), features)
+    clean = _clean_sql(sql_name[group], _type_id(types[group]),
+                       [sql_name[f] for f in features])
     for f in features:
         if _type_id(types[f]) not in NUMERIC_TYPES:
-            example = _query(
-                relation,
-                f"SELECT {_ident(f)} AS e FROM {VIEW} WHERE {_ident(f)} IS NOT NULL LIMIT 1",
-            )["e"].tolist()
+            example = _text_examples(relation, sql_name[f])
             if not example:  # no value to show: an empty table or an all-missing column
-                rows = int(_query(relation, f"SELECT count(*) AS n FROM {VIEW}")["n"][0])
+                rows = _row_count(relation)
                 raise no_rows_error(source) if rows == 0 else all_missing_error(f, rows, source)
             raise non_numeric_error(f, types[f], example, source)
     shifts = _shifts(relation, clean, p)
@@ -392,13 +530,15 @@ def _reduce_relation(relation, group, features, source, label_order) -> Sufficie
     if missing.any():
         count = int(n[missing].sum())
         raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source)
+    values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
+    check_label_types(list(dict.fromkeys(values)), group, source)
     if _ill_conditioned(n, dbar, scatter, observed):
         first = _second_pass(relation, clean, p)
         centers = np.stack([_filled(first[f"t{j}"]) for j in range(p)], axis=-1).reshape(-1, p)
         n, mean, scatter, _ = _moments(first, p, centers)
         observed = _observed(first, p)
         labels = np.ma.asarray(first["g"])
-    values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
+        values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
     categories = label_order if label_order is not None else _enum_values(types[group])
     ordered = order_labels(list(dict.fromkeys(values)), categories)
     position = {label: i for i, label in enumerate(ordered)}
@@ -448,14 +588,62 @@ def reduce_source(
             return reduce_relation(relation, group, features, source or "the query",
                                    label_order)
         if isinstance(data, (str, os.PathLike)):
-            relation, name, _ = open_path(data, con)
-            return reduce_relation(relation, group, features, source or name, label_order)
+            relation, name, kind, names = open_path(data, con)
+            if label_order is None and kind == "parquet":
+                label_order = parquet_label_order(os.fspath(data), group)
+            return reduce_relation(relation, group, features, source or name, label_order,
+                                   names)
         relation = con.from_arrow(data)
+        names = renamed_columns(data.schema.names, relation.columns)
         return reduce_relation(relation, group, features, source or "the Arrow table",
-                               label_order)
+                               label_order, names)
     finally:
         if own:
             con.close()
+
+
+def parquet_label_order(path: str, group: str) -> list | None:
+    """Categories of an *ordered* dictionary group column of Parquet files, in order.
+
+    pandas (an ordered ``Categorical``), polars (``Enum``) and Arrow store the column's
+    type, ordered flag included, in the file's Arrow schema and its categories as the
+    dictionary of each row group; DuckDB reads the column as plain text. Reading the
+    group column's dictionaries (one column, row group by row group) gives the order
+    that ``pandas.read_parquet`` and ``pyarrow.parquet.read_table`` see.
+
+    Returns
+    -------
+    list or None
+        The categories in order (united over files and row groups in order of first
+        appearance), or None when the column is not an ordered dictionary, pyarrow is
+        missing or the files are not local.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    if "://" in path:
+        return None
+    files = sorted(glob.glob(path, recursive=True)) if _is_pattern(path) else [path]
+    order: dict = {}
+    try:
+        for file in files:
+            parquet = pq.ParquetFile(file)
+            schema = parquet.schema_arrow
+            if group not in schema.names:
+                return None
+            dtype = schema.field(group).type
+            if not (pa.types.is_dictionary(dtype) and dtype.ordered):
+                return None
+            for i in range(parquet.num_row_groups):
+                column = parquet.read_row_group(i, columns=[group]).column(group)
+                for chunk in column.chunks:
+                    for value in chunk.dictionary.to_pylist():
+                        order.setdefault(value, None)
+    except (OSError, ValueError):
+        return None
+    return list(order) or None
 
 
 _DATABASE: list = []

@@ -9,9 +9,14 @@ import pandas as pd
 
 from groupcov.data.numpy_engine import reduce_array, reduce_cells
 from groupcov.data.validate import (
+    INDEX_NAMES,
+    ColumnKind,
     DataError,
     all_missing_error,
     check_columns,
+    check_label_types,
+    check_unique_columns,
+    default_features,
     infinite_error,
     missing_labels_error,
     no_rows_error,
@@ -19,6 +24,7 @@ from groupcov.data.validate import (
     order_labels,
     python_label,
     rows_text,
+    text_examples,
 )
 from groupcov.stats import SufficientStats
 
@@ -38,9 +44,54 @@ def is_numeric_dtype(dtype) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
 
-def numeric_columns(df: pd.DataFrame, group: str) -> list[str]:
-    """Numeric columns of ``df`` other than ``group`` (the default features)."""
-    return [c for c in df.columns if c != group and is_numeric_dtype(df[c].dtype)]
+def is_text_dtype(dtype) -> bool:
+    """Whether a pandas dtype holds text (or arbitrary Python objects)."""
+    return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def is_row_index(name, values: pd.Series) -> bool:
+    """Whether a column is the row index that ``to_csv`` writes unnamed: each of
+    ``0..n-1`` once (in any order: a shuffled frame's index counts)."""
+    if str(name) not in INDEX_NAMES or not pd.api.types.is_integer_dtype(values.dtype):
+        return False
+    if values.isna().any():
+        return False
+    return np.array_equal(np.sort(values.to_numpy()), np.arange(len(values)))
+
+
+def value_examples(values: pd.Series) -> tuple:
+    """Values that are not plain numbers, else the first value (for messages)."""
+    values = values.dropna()
+    return text_examples(values) or tuple(values.iloc[:1])
+
+
+def column_kind(name, values: pd.Series, position: int) -> ColumnKind:
+    """How a column counts for the default features (see
+    :func:`~groupcov.data.validate.default_features`)."""
+    dtype = values.dtype
+    if pd.api.types.is_object_dtype(dtype):  # numbers (and None) in objects are numbers
+        inferred = values.infer_objects()
+        if is_numeric_dtype(inferred.dtype):
+            values, dtype = inferred, inferred.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return ColumnKind(name, "bool", str(dtype))
+    if pd.api.types.is_numeric_dtype(dtype):
+        index = position == 0 and is_row_index(name, values)
+        return ColumnKind(name, "index" if index else "numeric", str(dtype))
+    if is_text_dtype(dtype):
+        return ColumnKind(name, "text", str(dtype), value_examples(values))
+    return ColumnKind(name, "other", str(dtype))
+
+
+def column_kinds(df: pd.DataFrame, group: str) -> list[ColumnKind]:
+    """:func:`column_kind` of every column except ``group``."""
+    return [column_kind(c, df[c], i) for i, c in enumerate(df.columns) if c != group]
+
+
+def numeric_columns(df: pd.DataFrame, group: str, source: str = "the DataFrame") -> list[str]:
+    """The default features: numeric columns other than ``group``, without booleans and
+    an unnamed leading row index; warns about every column left out."""
+    return default_features(column_kinds(df, group), group, source)
 
 
 def check_numeric(df: pd.DataFrame, features: Sequence[str]) -> None:
@@ -48,8 +99,7 @@ def check_numeric(df: pd.DataFrame, features: Sequence[str]) -> None:
     for f in features:
         dtype = df[f].dtype
         if not is_numeric_dtype(dtype):
-            example = df[f].dropna().iloc[:1].tolist()
-            raise non_numeric_error(f, dtype, example)
+            raise non_numeric_error(f, dtype, value_examples(df[f]))
 
 
 def float_matrix(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -121,6 +171,7 @@ def group_codes(
     codes, uniques = pd.factorize(labels, sort=False)
     plain = [python_label(u) for u in list(uniques)]
     ordered = order_labels(plain, label_categories(labels))
+    check_label_types(ordered, group, source)
     position = {label: i for i, label in enumerate(ordered)}
     remap = np.array([position[u] for u in plain], dtype=np.int64)
     return remap[codes], tuple(ordered)
@@ -148,7 +199,9 @@ def reduce_pandas(
     group : str
         Column holding the group labels.
     features : sequence of str, optional
-        Numeric feature columns; default: every numeric column except ``group``.
+        Numeric feature columns; default: every numeric column except ``group``,
+        booleans and an unnamed leading row index ``0..n-1`` (a
+        :class:`~groupcov.data.DefaultFeaturesWarning` names every column left out).
 
     Returns
     -------
@@ -173,12 +226,11 @@ def reduce_pandas(
     >>> st.groups, st.n.tolist(), st.mean.ravel().tolist()
     (('a', 'b'), [2, 1], [3.0, 1.0])
     """
+    check_unique_columns(df.columns)
     if features is None and group in df.columns:
+        if len(df) == 0:
+            raise no_rows_error()
         features = numeric_columns(df, group)
-        if not features:
-            raise DataError(
-                f"no numeric feature columns besides {group!r}; pass features=[...]"
-            )
     features = check_columns(df.columns, group, features if features is not None else [])
     if len(df) == 0:
         raise no_rows_error()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from groupcov.data.frame import reduce_arrays, reduce_pandas
-from groupcov.data.validate import DataError, check_columns
+from groupcov.data.validate import DataError, check_columns, check_unique_columns
 from groupcov.stats import SufficientStats
 
 __all__ = ["input_kind", "reduce"]
@@ -94,6 +94,7 @@ def _reduce_arrow(data, group, features, con, source):
     from groupcov.data.duckdb_engine import reduce_source
 
     columns = _arrow_columns(data)
+    check_unique_columns(columns, source)
     if features is not None:
         features = check_columns(columns, group, features, source)
         if hasattr(data, "column"):  # a table or batch, not a dataset: project early
@@ -108,6 +109,7 @@ def _reduce_arrow(data, group, features, con, source):
 def _reduce_polars(data, group, features, con, lazy):
     source = "the polars LazyFrame" if lazy else "the polars DataFrame"
     columns = data.collect_schema().names() if lazy else list(data.columns)
+    check_unique_columns(columns, source)
     if features is not None:
         features = check_columns(columns, group, features, source)
         data = data.select([group, *features])

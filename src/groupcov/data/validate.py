@@ -6,19 +6,30 @@ the column, group or file, what is wrong, and what to do about it.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "INDEX_NAMES",
     "MANY_FEATURES",
+    "NUMBER_PATTERN",
     "CollinearFeaturesWarning",
+    "ColumnKind",
     "DataError",
+    "DefaultFeaturesWarning",
     "ManyFeaturesWarning",
     "all_missing_error",
     "check_columns",
+    "check_label_types",
+    "check_unique_columns",
     "collinear_features",
+    "default_features",
     "infinite_error",
     "missing_labels_error",
     "no_rows_error",
@@ -26,8 +37,10 @@ __all__ = [
     "order_labels",
     "python_label",
     "rows_text",
+    "text_examples",
     "warn_feature_problems",
     "warn_many_features",
+    "warn_outside",
 ]
 
 MANY_FEATURES = 50
@@ -44,6 +57,142 @@ class ManyFeaturesWarning(UserWarning):
 
 class CollinearFeaturesWarning(UserWarning):
     """Features that are exact linear combinations of each other within groups."""
+
+
+class DefaultFeaturesWarning(UserWarning):
+    """Columns left out of the default features (text, boolean, a row index...)."""
+
+
+NUMBER_PATTERN = r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*"
+"""A number written plainly (``-1.5``, ``2e3``): what every CSV reader takes as one.
+
+Text that does not match it (``?``, ``4,712.61``, ``3,5``, ``inf``) is what makes a reader
+type a column as text. The same expression serves Python's :mod:`re` and DuckDB's RE2."""
+
+INDEX_NAMES = ("", "Unnamed: 0", "column0", "__index_level_0__")
+"""Names that pandas (``Unnamed: 0``), DuckDB (``column0``) and pyarrow give the row
+index that ``DataFrame.to_csv`` and ``to_parquet`` write as a leading column."""
+
+
+def _package_stacklevel() -> int:
+    """Stack level of the first frame outside groupcov, as seen from the caller."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_outside(message: str, category: type[Warning]) -> None:
+    """Warn, blaming the first caller outside groupcov (however deep the call)."""
+    warnings.warn(message, category, stacklevel=_package_stacklevel())
+
+
+class ColumnKind(NamedTuple):
+    """How an engine sees a column, for choosing the default features.
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    kind : str
+        ``"numeric"``, ``"bool"``, ``"index"`` (an unnamed leading column holding
+        ``0..n-1``), ``"text"`` or ``"other"`` (dates, lists...).
+    dtype : str
+        The engine's type, for messages (``VARCHAR``, ``object``...).
+    examples : tuple
+        For text: values that are not plain numbers (or the first values).
+    """
+
+    name: str
+    kind: str
+    dtype: str
+    examples: tuple = ()
+
+
+def _left_out_text(column: ColumnKind) -> str:
+    name = repr(column.name)
+    if column.kind == "bool":
+        return f"{name} is boolean"
+    if column.kind == "index":
+        return f"{name} is an unnamed row index (0..n-1)"
+    if column.kind == "text":
+        shown = f", e.g. {column.examples[0]!r}" if column.examples else ""
+        return f"{name} read as text ({column.dtype}{shown})"
+    return f"{name} has type {column.dtype}"
+
+
+def default_features(
+    columns: Sequence[ColumnKind], group: str, source: str = "the table"
+) -> list[str]:
+    """The numeric columns other than ``group``; warn about every column left out.
+
+    Boolean columns, an unnamed leading row index and columns that are not numbers
+    (text, dates...) are left out with one :class:`DefaultFeaturesWarning` naming each
+    with its type (and, for text, a value that is not a number).
+
+    Raises
+    ------
+    DataError
+        If no column is left.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> cols = [ColumnKind("g", "text", "str"), ColumnKind("x", "numeric", "float64"),
+    ...         ColumnKind("z", "text", "VARCHAR", ("?",))]
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     default_features(cols, "g")
+    ['x']
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    the table: column(s) left out of the default features: 'z' read as text (VARCHAR,
+    e.g. '?'); to use them, convert them to numbers and pass features=[...]
+    """
+    columns = [c for c in columns if c.name != group]
+    features = [c.name for c in columns if c.kind == "numeric"]
+    left_out = [c for c in columns if c.kind != "numeric"]
+    if left_out:
+        warn_outside(
+            f"{source}: column(s) left out of the default features: "
+            f"{', '.join(_left_out_text(c) for c in left_out)}; to use them, "
+            + ("convert them to numbers and " if any(c.kind in ("text", "other")
+                                                     for c in left_out) else "")
+            + "pass features=[...]",
+            DefaultFeaturesWarning,
+        )
+    if not features:
+        raise DataError(
+            f"{source} has no numeric feature columns besides {group!r}; pass features=[...]"
+        )
+    return features
+
+
+def text_examples(values: Iterable, limit: int = 3) -> tuple:
+    """Up to ``limit`` distinct values that are not plain numbers (in order of appearance).
+
+    Examples
+    --------
+    >>> text_examples(["1.5", "?", "-2", "4,712.61", "?"])
+    ('?', '4,712.61')
+    """
+    pattern = re.compile(NUMBER_PATTERN)
+    found: dict = {}
+    for value in values:
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if not number and not (isinstance(value, str) and pattern.fullmatch(value)):
+            found.setdefault(value, None)
+            if len(found) == limit:
+                break
+    return tuple(found)
+
+
+def check_unique_columns(columns: Sequence, source: str = "the table") -> None:
+    """Raise :class:`DataError` if a column name appears more than once."""
+    columns = list(columns)
+    dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise DataError(f"{source} has duplicated column names {dupes}: rename them")
 
 
 def warn_many_features(n_features: int, stacklevel: int = 2) -> None:
@@ -162,15 +311,13 @@ def check_columns(
     """
     features = [features] if isinstance(features, str) else list(features)
     columns = list(columns)
+    check_unique_columns(columns, source)
     if not features:
         if group not in columns:
             raise DataError(
                 f"group column {group!r} not found in {source}; available columns: {columns}"
             )
         raise DataError("no feature columns given: pass features=[...] with at least one name")
-    dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise DataError(f"{source} has duplicated column names {dupes}: rename them")
     repeated = sorted({f for f in features if features.count(f) > 1})
     if repeated:
         raise DataError(f"feature(s) {repeated} listed more than once in features=")
@@ -207,8 +354,8 @@ def _prefix(source: str | None) -> str:
 def non_numeric_error(
     column: str, dtype, example=None, source: str | None = None
 ) -> DataError:
-    """A feature column that does not hold numbers."""
-    shown = f", e.g. {example}" if example is not None else ""
+    """A feature column that does not hold numbers; ``example``: values that are not."""
+    shown = f", e.g. {list(example)}" if example is not None and len(example) else ""
     return DataError(
         f"{_prefix(source)}feature column {column!r} is not numeric (dtype {dtype}{shown}); "
         "convert it to numbers or leave it out of features="
@@ -259,6 +406,39 @@ def python_label(label):
     (<class 'int'>, 'a')
     """
     return label.item() if isinstance(label, np.generic) else label
+
+
+def check_label_types(
+    labels: Sequence, group: str | None, source: str | None = None
+) -> None:
+    """Raise :class:`DataError` unless every label is an int, finite float, bool or str.
+
+    Statistics files and saved results store labels with these types only, so other
+    labels (intervals from ``pandas.cut``, timestamps, ``inf``) are refused before
+    anything is fitted.
+
+    Examples
+    --------
+    >>> check_label_types(["a", 1, 2.5, True], "g")
+    >>> import datetime
+    >>> check_label_types([datetime.date(2024, 1, 1)], "day")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: group column 'day' has labels of type date (e.g. ...
+    """
+    from groupcov.stats import label_type
+
+    bad = [label for label in labels if label_type(label) is None]
+    if not bad:
+        return
+    what = f"group column {group!r}" if group is not None else "group="
+    name = repr(group) if group is not None else "'g'"
+    raise DataError(
+        f"{_prefix(source)}{what} has labels of type {type(bad[0]).__name__} "
+        f"(e.g. {bad[0]!r}); labels must be ints, finite floats, bools or strings: "
+        f"convert them, e.g. df[{name}].astype(str) (in SQL: CAST({name.strip(chr(39))} "
+        "AS VARCHAR))"
+    )
 
 
 def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
