@@ -361,3 +361,119 @@ def test_sampling_options_reach_fit():
                               "--sampler", "nutpie"])
     kwargs = cli._sampling_kwargs(args)
     assert kwargs["target_accept"] == 0.99 and kwargs["sampler"] == "nutpie"
+
+
+@pytest.mark.parametrize("marker", ["NA", "N/A", "NULL", "null"])
+def test_plot_rows_read_missing_value_markers_as_fit_does(tmp_path, marker):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 20), "x": rng.normal(size=60),
+                       "y": 1000 * rng.normal(size=60) + 5000})
+    text = df.astype(object)
+    text.loc[[3, 30], "x"] = marker
+    text.to_csv(tmp_path / "f.csv", index=False)
+    rows = cli._plot_rows(tmp_path / "f.csv", "g", ["x", "y"])
+    assert rows["x"].dtype == np.float64 and rows["x"].isna().sum() == 2
+    assert len(rows) == 60 and sorted(rows["g"].unique()) == ["a", "b", "c"]
+    assert reduce(str(tmp_path / "f.csv"), "g", ["x", "y"]).incomplete.n.sum() == 2
+
+
+def test_fit_with_r_style_missing_values_writes_every_output(tmp_path):
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 20), "x": rng.normal(size=60),
+                       "y": 1000 * rng.normal(size=60) + 5000}).astype(object)
+    df.loc[[3, 30], "x"] = "NA"
+    df.loc[[40], "y"] = "NULL"
+    df.to_csv(tmp_path / "r.csv", index=False)
+    code, stdout, err = run_cli(["fit", tmp_path / "r.csv", "--group", "g", "--draws", "100",
+                                 "--tune", "100", "--chains", "1", "--quiet",
+                                 "--out", tmp_path / "o"])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(cli.FIT_OUTPUTS)
+    assert "could not draw" not in err
+    assert "(1 chain x 100 draws)" in stdout and "R-hat needs 2 or more chains" in stdout
+    assert "nan" not in stdout
+
+
+def test_a_plot_that_fails_is_a_warning_and_the_report_is_still_written(csv_fit, files,
+                                                                       tmp_path, monkeypatch):
+    root, df = files
+    result = GroupCovResult.load(csv_fit[0])
+    # rows whose feature came back as text (what DuckDB's default reader made of 'NA')
+    text_rows = df[["site", *FEATURES]].astype({"x0": object})
+    text_rows.loc[[0, 5], "x0"] = "NA"
+    monkeypatch.setattr(cli, "_plot_rows", lambda *args, **kwargs: text_rows)
+    with pytest.warns(cli.PlotWarning) as caught:
+        cli._write_figures(result, str(root / "data.csv"), "site", tmp_path)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert messages[0].startswith("could not draw ellipses.png (")
+    assert messages[1].startswith("could not draw the data in report.html (")
+    assert all("the posterior and tables are complete" in m for m in messages)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert (tmp_path / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
+
+
+def test_a_failed_report_is_reported_and_the_fit_still_succeeds(files, tmp_path,
+                                                                monkeypatch):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr("groupcov.report.render_report", broken)
+    monkeypatch.setattr("groupcov.plots.pairs", broken)
+    code, stdout, err = run_cli(["fit", root / "data.csv", "--group", "site", "--features",
+                                 *FEATURES, "--draws", "50", "--tune", "50", "--chains", "1",
+                                 "--quiet", "--out", tmp_path / "o"])
+    assert code == 0, err
+    assert "groupcov: warning: could not draw ellipses.png (RuntimeError: no fonts)" in err
+    assert "groupcov: warning: could not draw report.html (RuntimeError: no fonts)" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "correlations.csv", "covariances.csv", "posterior.nc", "summary.csv"]
+    assert "wrote posterior.nc, summary.csv, covariances.csv, correlations.csv to" in stdout
+
+
+def test_a_new_fit_replaces_every_output_of_an_earlier_one(tmp_path):
+    out = tmp_path / "fit"
+    out.mkdir()
+    for name in cli.FIT_OUTPUTS:
+        (out / name).write_text("old")
+    (out / "notes.txt").write_text("mine")
+    staging = cli._staging_dir(out)
+    for name in ("posterior.nc", "summary.csv", "covariances.csv", "correlations.csv"):
+        (staging / name).write_text("new")
+    assert cli._publish(staging, out) == ["posterior.nc", "summary.csv", "covariances.csv",
+                                          "correlations.csv"]
+    # no old ellipses.png or report.html left beside the new posterior
+    assert sorted(p.name for p in out.iterdir() if p.name != staging.name) == sorted(
+        ["posterior.nc", "summary.csv", "covariances.csv", "correlations.csv", "notes.txt"])
+    assert {(out / n).read_text() for n in ("posterior.nc", "summary.csv")} == {"new"}
+
+
+def test_a_failed_fit_leaves_the_earlier_fit_untouched(files, tmp_path, monkeypatch):
+    root, _ = files
+    out = tmp_path / "fit"
+    out.mkdir()
+    for name in cli.FIT_OUTPUTS:
+        (out / name).write_text("old")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    code, _, _ = run_cli(["fit", root / "data.csv", "--group", "site", "--quiet", "--out", out])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(cli.FIT_OUTPUTS)  # no staging left
+    assert {(out / n).read_text() for n in cli.FIT_OUTPUTS} == {"old"}
+
+
+def test_group_table_tells_means_at_a_large_offset_apart():
+    result = _fake_result(3, 2)
+    mu = result.idata.posterior["mu"].values
+    mu[:] = 0.0
+    mu[..., 0] = 1e6 + np.array([0.0123, 1.5, 12.25])
+    lines = cli.group_table(result).splitlines()
+    cells = [line.split()[2] for line in lines[2:]]
+    assert len(set(cells)) == 3 and all("e+" not in c for c in cells)
+    assert [float(c) for c in cells] == pytest.approx([1e6, 1e6 + 1.5, 1e6 + 12.25], abs=0.5)
+    assert [line.split()[3] for line in lines[2:]] == ["0", "0", "0"]  # equal values stay short

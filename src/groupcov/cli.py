@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,12 +31,14 @@ FIT_OUTPUTS = (
 
 _POOLING = ("hierarchical", "unpooled", "pooled")
 _SAMPLERS = ("numpyro", "nutpie", "pymc")
-_CSV = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
-_PARQUET = (".parquet", ".pq")
 
 
 class InputError(ValueError):
     """A command-line input that cannot be used (a path, a format, a value)."""
+
+
+class PlotWarning(UserWarning):
+    """A plot or the report of a finished fit could not be drawn."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,16 +127,21 @@ def reduce_file(path: str | Path, group: str, features: Sequence[str] | None):
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None,
                max_rows: int | None = None):
-    """Rows of a CSV or Parquet file as a pandas DataFrame.
+    """Rows of a CSV or Parquet file (or glob) as a pandas DataFrame.
+
+    The file is read exactly as ``fit`` reads it (:func:`groupcov.data.duckdb_engine.
+    read_rows`): the same delimiter detection, column types, group labels and
+    missing-value markers (``NA``, ``N/A``, ``NULL``...), so every command sees the
+    same table.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) or ``.parquet``/``.pq`` file.
+        CSV (``.csv``, ``.tsv``, optionally compressed) or Parquet file, or a glob.
     columns : sequence of str, optional
         Columns to keep (default all).
     max_rows : int, optional
-        Keep a random sample of at most this many rows (reproducible).
+        Keep a reproducible random sample of at most this many rows.
 
     Returns
     -------
@@ -139,8 +149,8 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
 
     Raises
     ------
-    InputError
-        If the file does not exist, has an unknown extension or cannot be parsed.
+    InputError, groupcov.DataError
+        If the file does not exist, cannot be read or lacks one of ``columns``.
 
     Examples
     --------
@@ -149,58 +159,25 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
     ...
     groupcov.cli.InputError: data file 'no/such/file.csv' not found
     """
-    import pandas as pd
+    from groupcov.data.duckdb_engine import read_rows
 
     path = _data_file(path)
-    name = path.name.lower()
-    try:
-        if name.endswith(_PARQUET):
-            df = pd.read_parquet(path, columns=None if columns is None else list(columns))
-        elif name.endswith(_CSV):
-            sep = "\t" if ".tsv" in name else ","
-            df = pd.read_csv(path, sep=sep, usecols=None if columns is None else list(columns))
-        else:
-            raise InputError(
-                f"unknown data format of '{path}': use a .csv, .tsv or .parquet file"
-            )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
-            KeyError) as err:
-        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
-    except ValueError as err:  # pandas: usecols do not match the columns
-        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
-    except Exception as err:  # pyarrow raises its own error types for broken files
-        if type(err).__module__.startswith("pyarrow"):
-            raise InputError(f"cannot read '{path}' as Parquet: {_first_line(err)}") from None
-        raise
-    if max_rows is not None and len(df) > max_rows:
-        df = df.sample(n=max_rows, random_state=0).sort_index()
-    return df
+    return read_rows(str(path), columns=columns, max_rows=max_rows)
 
 
 def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int = 20_000):
-    """A reproducible sample of at most ``limit`` rows to draw under the ellipses."""
-    cols = [group, *features]
+    """A reproducible sample of at most ``limit`` rows to draw under the ellipses.
+
+    ``None`` (plots without points) when the rows cannot be read.
+    """
+    from groupcov.data import DataError
+
     try:
-        import duckdb
-    except ImportError:
-        try:
-            return read_table(path, cols, max_rows=limit)
-        except InputError:
-            return None
-    name = str(path).lower()
-    con = duckdb.connect()
-    try:
-        parquet = name.endswith(_PARQUET) or name.removesuffix(".gz").endswith(_PARQUET)
-        rel = con.read_parquet(str(path)) if parquet else con.read_csv(str(path))
-        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
-        return rel.query(
-            "t", f"SELECT {quoted} FROM t USING SAMPLE reservoir({int(limit)} ROWS) "
-            "REPEATABLE (0)"
-        ).df()
-    except duckdb.Error:  # the points are optional: plot without them
+        return read_table(path, [group, *features], max_rows=limit)
+    except (DataError, InputError) as err:
+        warnings.warn(f"the plots show no data points: {_first_line(err)}", PlotWarning,
+                      stacklevel=2)
         return None
-    finally:
-        con.close()
 
 
 def _first_line(err: BaseException) -> str:
@@ -297,13 +274,66 @@ def _out_dir(path: str) -> Path:
     return out
 
 
+def _diagnostics_line(diag) -> str:
+    """``max R-hat ..., min bulk ESS ..., ... (C chains x D draws)`` for the terminal."""
+    chains = f"{diag.chains} chain{'s' if diag.chains != 1 else ''}"
+    r_hat = (f"max R-hat {diag.max_r_hat:.3f}" if diag.chains > 1
+             else "R-hat needs 2 or more chains (--chains)")
+    return (
+        f"{r_hat}, min bulk ESS {diag.min_ess_bulk:.0f}, min tail ESS "
+        f"{diag.min_ess_tail:.0f}, {diag.divergences} divergences ({chains} x "
+        f"{diag.draws} draws"
+    ) + ")"
+
+
+def _check_pooling(stats, group: str, candidates: Sequence[tuple[str, str]],
+                   option: str = "--means/--covariance") -> None:
+    """A hierarchical choice needs two groups: say so in flags before any sampling."""
+    if stats.n_groups >= 2:
+        return
+    bad = [c for c in candidates if "hierarchical" in c]
+    if not bad:
+        return
+    if option == "--candidates":
+        fix = "pass --candidates pooled unpooled (or other choices without hierarchical)"
+    else:
+        fix = "pass --means pooled --covariance pooled (or unpooled)"
+    raise InputError(
+        f"hierarchical pooling ({option}, default hierarchical) needs at least two groups, "
+        f"but column '{group}' of the data has {stats.n_groups} "
+        f"({', '.join(str(g) for g in stats.groups)}); {fix}"
+    )
+
+
+def _out_file(path: str | None, option: str, suffixes: Sequence[str] = ()) -> Path | None:
+    """Check an output file before any work: its folder exists and can be written."""
+    if path is None:
+        return None
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} '{out}' is a directory; pass a file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"directory '{folder}' of {option} '{out}' does not exist; "
+                         "create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists()
+                                                    and not os.access(out, os.W_OK)):
+        raise InputError(f"cannot write {option} '{out}': permission denied")
+    if suffixes and out.suffix.lower().lstrip(".") not in suffixes:
+        raise InputError(
+            f"{option} '{out}': unknown file type '{out.suffix}'; end the name with one of "
+            f"{', '.join('.' + x for x in suffixes)}"
+        )
+    return out
+
+
 def _fit_model(args, stats, progress: _Progress, means: str, covariance: str,
-               label: str = ""):
+               label: str = "", group: str = "group"):
     from groupcov import GroupCovModel
 
     with progress.stage(f"building the {label or means + '/' + covariance} model"):
         with _report_warnings():
-            model = GroupCovModel(stats, means=means, covariance=covariance)
+            model = GroupCovModel(stats, group=group, means=means, covariance=covariance)
     sampler = args.sampler or "numpyro"
     own_bar = progress.live and not progress.quiet and sampler != "numpyro"
     with progress.stage(
@@ -329,6 +359,18 @@ def _matrix_table(result, name: str):
         for g in result.groups
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def _cells(values: Sequence[float], digits: int = 4, most: int = 10) -> list[str]:
+    """``values`` with the fewest significant digits (at least ``digits``) that keep
+    different values apart: means of 1000012 and 1000034 do not both print as 1e+06."""
+    distinct = len(set(values))
+    texts = [f"{v:.{digits}g}" for v in values]
+    for d in range(digits + 1, most + 1):
+        if len(set(texts)) == distinct:
+            break
+        texts = [f"{v:.{d}g}" for v in values]
+    return texts
 
 
 #: The per-group table keeps one row per group up to this width, then turns to one row
@@ -362,24 +404,27 @@ def group_table(result) -> str:
     else:
         note = f"\n({len(pairs)} correlations per group: see correlations.csv)"
     gw = max(5, *(len(s) for s in labels))
-    widths = [max(9, len(c)) for c in cols]
+    by_column = [_cells([v[j] for v in vals]) for j in range(len(cols))]
+    widths = [max(9, len(c), *(len(t) for t in texts)) for c, texts in zip(
+        cols, by_column, strict=True)]
     wide = gw + 9 + sum(w + 1 for w in widths)
     if wide > TABLE_WIDTH and len(labels) <= 8:
         pw = max(9, *(len(c) for c in cols))
-        lw = [max(10, len(g)) for g in labels]
+        lw = [max(10, len(g), *(len(texts[i]) for texts in by_column))
+              for i, g in enumerate(labels)]
         lines = [f"{'':<{pw}} " + " ".join(f"{g:>{w}}" for g, w in zip(labels, lw, strict=True))]
         lines.append("-" * len(lines[0]))
         lines.append(f"{'rows':<{pw}} " + " ".join(
             f"{int(k):>{w}}" for k, w in zip(n, lw, strict=True)))
-        for j, c in enumerate(cols):
+        for c, texts in zip(cols, by_column, strict=True):
             lines.append(f"{c:<{pw}} " + " ".join(
-                f"{v[j]:>{w}.4g}" for v, w in zip(vals, lw, strict=True)))
+                f"{t:>{w}}" for t, w in zip(texts, lw, strict=True)))
         return "\n".join(lines) + note
     lines = [f"{'group':<{gw}} {'rows':>7} " + " ".join(
         f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     for i, g in enumerate(labels):
-        cells = " ".join(f"{v:>{w}.4g}" for v, w in zip(vals[i], widths, strict=True))
+        cells = " ".join(f"{texts[i]:>{w}}" for texts, w in zip(by_column, widths, strict=True))
         lines.append(f"{g:<{gw}} {int(n[i]):>7} {cells}")
     return "\n".join(lines) + note
 
@@ -387,47 +432,101 @@ def group_table(result) -> str:
 def _fit(args: argparse.Namespace) -> int:
     _data_file(args.data)
     out = _out_dir(args.out)
+    staging = _staging_dir(out)
     progress = _Progress(5, enabled=args.progress, quiet=args.quiet)
     try:
         with progress.stage(f"reducing {args.data} to per-group statistics"):
             with _report_warnings():
                 stats = reduce_file(args.data, args.group, _split_names(args.features))
-        result = _fit_model(args, stats, progress, args.means, args.covariance)
+        _check_pooling(stats, args.group, [(args.means, args.covariance)])
+        result = _fit_model(args, stats, progress, args.means, args.covariance,
+                            group=args.group)
         with progress.stage(f"writing posterior and tables to {out}"):
-            result.save(out / "posterior.nc")
-            result.summary().to_csv(out / "summary.csv", index=False)
-            _matrix_table(result, "cov").to_csv(out / "covariances.csv", index=False)
-            _matrix_table(result, "corr").to_csv(out / "correlations.csv", index=False)
-        with progress.stage("drawing plots and the report"):
-            rows = _plot_rows(args.data, args.group, result.features)
-            _write_figures(result, rows, args.group, out, Path(args.data).name)
+            result.save(staging / "posterior.nc")
+            result.summary().to_csv(staging / "summary.csv", index=False)
+            _matrix_table(result, "cov").to_csv(staging / "covariances.csv", index=False)
+            _matrix_table(result, "corr").to_csv(staging / "correlations.csv", index=False)
+        with progress.stage("drawing plots and the report"), _report_warnings():
+            _write_figures(result, args.data, args.group, staging)
+        written = _publish(staging, out)
     finally:
         progress.close()
+        shutil.rmtree(staging, ignore_errors=True)
     diag = result.diagnostics()
     print(group_table(result))
-    print(
-        f"\nmax R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
-        f"({diag.chains} chains x {diag.draws} draws)"
-        + ("" if diag.ok else "  <- check the diagnostics in report.html")
-    )
-    print(f"wrote {', '.join(FIT_OUTPUTS)} to {out}")
+    print("\n" + _diagnostics_line(diag)
+          + ("" if diag.ok else "  <- check the diagnostics in report.html"))
+    print(f"wrote {', '.join(written)} to {out}")
     return 0
 
 
-def _write_figures(result, data, group: str, out: Path, source: str) -> None:
+def _staging_dir(out: Path) -> Path:
+    """A fresh hidden directory inside ``out`` for the files of this fit."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=".groupcov-", dir=out))
+    except OSError as err:
+        raise InputError(f"cannot write into --out directory '{out}': {err.strerror}") from None
+
+
+def _publish(staging: Path, out: Path) -> list[str]:
+    """Replace every output of an earlier fit in ``out`` by this fit's files.
+
+    Returns the names of the files this fit wrote (a figure that could not be drawn
+    is missing, and so is the earlier fit's version of it).
+    """
+    for name in FIT_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    written = []
+    for name in FIT_OUTPUTS:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+            written.append(name)
+    return written
+
+
+def _write_figures(result, data_path: str, group: str, out: Path) -> None:
+    """``ellipses.png`` and ``report.html``; a failure is a :class:`PlotWarning`.
+
+    The fit is finished when this runs: a plot that cannot be drawn must not lose it.
+    """
     from groupcov import plots
     from groupcov.report import write_report
 
+    source = Path(data_path).name
+    data = _plot_rows(data_path, group, result.features)
     groups = result.groups[:40]
-    if len(result.features) == 2:
-        fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
-    else:
-        features = result.features[: plots.PAIRS_MAX_FEATURES]  # the first ones
-        fig = plots.pairs(result, features, groups=groups, data=data, group_column=group)
-    fig.savefig(out / "ellipses.png", dpi=100)
-    write_report(result, out / "report.html", data=data, group_column=group, source=source,
-                 title=f"groupcov: {source}")
+    try:
+        if len(result.features) == 2:
+            fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
+        else:
+            features = result.features[: plots.PAIRS_MAX_FEATURES]  # the first ones
+            fig = plots.pairs(result, features, groups=groups, data=data, group_column=group)
+        fig.savefig(out / "ellipses.png", dpi=100)
+    except Exception as err:  # any plotting failure
+        _plot_failed("ellipses.png", err)
+    title = f"groupcov: {source}"
+    try:
+        write_report(result, out / "report.html", data=data, group_column=group,
+                     source=source, title=title)
+        return
+    except Exception as err:
+        if data is None:
+            _plot_failed("report.html", err)
+            return
+        first = err
+    try:  # the data's plots may be what failed: the report without them
+        write_report(result, out / "report.html", source=source, title=title)
+        _plot_failed("the data in report.html", first)
+    except Exception as err:
+        _plot_failed("report.html", err)
+
+
+def _plot_failed(what: str, err: BaseException) -> None:
+    warnings.warn(
+        f"could not draw {what} ({type(err).__name__}: {_first_line(err)}); the posterior "
+        "and tables are complete (groupcov.plots and groupcov.report draw it from "
+        "posterior.nc)", PlotWarning, stacklevel=2,
+    )
 
 
 def _load_fit(path: str):
