@@ -477,3 +477,27 @@ def test_group_table_tells_means_at_a_large_offset_apart():
     assert len(set(cells)) == 3 and all("e+" not in c for c in cells)
     assert [float(c) for c in cells] == pytest.approx([1e6, 1e6 + 1.5, 1e6 + 12.25], abs=0.5)
     assert [line.split()[3] for line in lines[2:]] == ["0", "0", "0"]  # equal values stay short
+
+
+def test_predict_refuses_an_unknown_group_and_lists_the_fitted_ones(csv_fit):
+    out, _, _ = csv_fit
+    code, stdout, err = run_cli(["predict", out, "--group", "g11", "--n", "5"])
+    _one_line_error(code, err, ["unknown group 'g11'", "groups are g0, g1, g2",
+                                "--new-group"])
+    assert stdout == "" and "np.str_" not in err
+    code, stdout, err = run_cli(["predict", out, "--new-group", "--n", "7", "--seed", "1"])
+    assert code == 0, err
+    assert len(pd.read_csv(io.StringIO(stdout))) == 7
+
+
+def test_predict_matches_labels_as_text_and_names_them_plainly():
+    import types
+
+    fit = types.SimpleNamespace(groups=[np.int64(1), np.int64(2), "new"])
+    assert cli._predict_group(fit, "2", False) == ("2", False)
+    assert cli._predict_group(fit, "new", False) == ("new", False)  # a fitted group 'new'
+    assert cli._predict_group(fit, None, True) == (None, True)
+    with pytest.raises(cli.InputError, match=r"unknown group '3'; the fit's groups are 1, 2, "
+                                             r"new; pass one of them to --group"):
+        cli._predict_group(fit, "3", False)
+    assert cli._predict_group(types.SimpleNamespace(groups=["a"]), "new", False) == (None, True)

@@ -544,25 +544,45 @@ def _load_fit(path: str):
         raise InputError(f"'{p}' is not a groupcov fit: {_first_line(err)}") from None
 
 
-def _write_table(df, out: str | None) -> None:
+def _write_table(df, out: Path | None) -> None:
+    """``df`` as CSV to ``out`` (checked by :func:`_out_file` before the work) or stdout."""
     if out is None:
         df.to_csv(sys.stdout, index=False)
         return
     path = Path(out)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"directory '{path.parent}' of --out does not exist")
     df.to_csv(path, index=False)
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    out = _out_file(args.out, "--out")
     result = _load_fit(args.fit)
     if args.classify is not None:
         table = _classify_rows(result, args.classify)
     else:
-        table = _predictive_rows(result, args.group, args.n, args.seed)
-    _write_table(table, args.out)
+        group, new = _predict_group(result, args.group, args.new_group)
+        table = _predictive_rows(result, group, args.n, args.seed, new_group=new)
+    _write_table(table, out)
     return 0
+
+
+def _predict_group(result, group: str | None, new_group: bool) -> tuple[str | None, bool]:
+    """``(label, new)`` from ``--group G`` / ``--new-group``: unknown labels are an error.
+
+    ``--group new`` asks for a new group too, unless the fit has a group called ``new``.
+    """
+    labels = [str(g) for g in result.groups]
+    if new_group:
+        return None, True
+    if group in labels:
+        return group, False
+    if group == "new":
+        return None, True
+    from groupcov.result import unknown_group_message
+
+    raise InputError(unknown_group_message(
+        group, result.groups, "; pass one of them to --group, or --new-group for rows of a "
+        "new group of the population"))
 
 
 def _classify_rows(result, path: str):
@@ -582,21 +602,21 @@ def _classify_rows(result, path: str):
     return table
 
 
-def _predictive_rows(result, group: str, n: int, seed):
+def _predictive_rows(result, group: str | None, n: int, seed, new_group: bool = False):
     """``n`` posterior predictive rows of ``group``, each from its own posterior draw.
 
-    A label that is not a group of the fit asks for a new group (hierarchical or
-    pooled modes).
+    ``new_group``: rows of a new group of the population (hierarchical or pooled
+    modes); ``group`` must otherwise be a group of the fit.
     """
     import numpy as np
     import pandas as pd
 
-    label = next((g for g in result.groups if str(g) == group), group)
     post = result.idata.posterior
     n_samples = post.sizes["chain"] * post.sizes["draw"]
     per_draw = -(-n // n_samples)
     with _report_warnings():
-        pp = result.predict(label, n=per_draw, random_seed=seed).posterior_predictive
+        pp = result.predict(group or "new", n=per_draw, random_seed=seed,
+                            new_group=new_group).posterior_predictive
     obs = pp["obs"].transpose("chain", "draw", "row", "feature").values
     chain, draw = np.meshgrid(pp["chain"].values, pp["draw"].values, indexing="ij")
     rows = obs.reshape(-1, obs.shape[-1])
@@ -807,14 +827,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw new rows of a group, or group probabilities of new rows",
         description="From a saved fit (the --out directory of `groupcov fit`, or its "
         "posterior.nc): draw rows from the posterior predictive distribution of a group "
-        "(--group G, or --group new for a new group), or give each row of a file the "
+        "(--group G, or --new-group for a new group), or give each row of a file the "
         "probability of belonging to each group (--classify FILE).",
     )
     predict.add_argument("fit", metavar="FIT", help="directory or posterior.nc of a fit")
     what = predict.add_mutually_exclusive_group(required=True)
     what.add_argument("--group", metavar="G",
-                      help="group to draw rows for; a label that is not in the fit (e.g. "
-                           "'new') draws from a new group of the population")
+                      help="group of the fit to draw rows for (an unknown label is an error "
+                           "that lists the groups)")
+    what.add_argument("--new-group", action="store_true",
+                      help="draw rows of a new group of the population (hierarchical or "
+                           "pooled fits); --group new does the same when no group of the fit "
+                           "is called 'new'")
     what.add_argument("--classify", metavar="FILE",
                       help="CSV or Parquet file of rows to classify")
     predict.add_argument("--n", type=_positive_int, default=100,
