@@ -501,3 +501,92 @@ def test_predict_matches_labels_as_text_and_names_them_plainly():
                                              r"new; pass one of them to --group"):
         cli._predict_group(fit, "3", False)
     assert cli._predict_group(types.SimpleNamespace(groups=["a"]), "new", False) == (None, True)
+
+
+@pytest.fixture
+def captured_compare(monkeypatch):
+    """``groupcov compare`` without sampling: the data it would compare, and a fake table."""
+    seen = {}
+
+    def fake_compare(data, **kwargs):
+        seen["data"], seen["kwargs"] = data, kwargs
+        return pd.DataFrame({"rank": [0, 1], "elpd_loo": [-1.0, -2.0]},
+                            index=["means=pooled, covariance=pooled",
+                                   "means=unpooled, covariance=unpooled"])
+
+    monkeypatch.setattr("groupcov.comparison.compare", fake_compare)
+    return seen
+
+
+def _labeled_table(labels=("007", "07", "7")):
+    rng = np.random.default_rng(5)
+    return pd.DataFrame({"g": np.repeat(list(labels), 20), "x": rng.normal(size=60),
+                         "y": 1000 * rng.normal(size=60) + 5000})
+
+
+@pytest.mark.parametrize("layout", ["labels", "semicolon", "glob", "na"])
+def test_compare_reads_files_as_fit_does(tmp_path, captured_compare, layout):
+    df = _labeled_table()
+    if layout == "labels":
+        df.to_csv(path := tmp_path / "f.csv", index=False)
+    elif layout == "semicolon":
+        df.to_csv(path := tmp_path / "f.csv", index=False, sep=";")
+    elif layout == "na":
+        df = df.astype({"x": object})
+        df.loc[[1, 2], "x"] = "NA"
+        df.to_csv(path := tmp_path / "f.csv", index=False)
+    else:
+        (tmp_path / "parts").mkdir()
+        df.iloc[:25].to_parquet(tmp_path / "parts" / "a.parquet")
+        df.iloc[25:].to_parquet(tmp_path / "parts" / "b.parquet")
+        path = tmp_path / "parts" / "*.parquet"
+    code, stdout, err = run_cli(["compare", path, "--group", "g", "--candidates", "pooled",
+                                 "unpooled"])
+    assert code == 0, err
+    rows = captured_compare["data"]
+    fitted = reduce(str(path), "g")
+    assert sorted(rows["g"].unique()) == ["007", "07", "7"] == list(fitted.groups)
+    assert list(rows.columns) == ["g", "x", "y"] and len(rows) == 60
+    assert rows["x"].isna().sum() == (2 if layout == "na" else 0)
+    assert captured_compare["kwargs"]["features"] == ["x", "y"]
+    assert "means=pooled, covariance=pooled" in stdout
+
+
+def test_compare_by_group_needs_two_groups(tmp_path, captured_compare):
+    _labeled_table(["a"] * 3).to_csv(tmp_path / "one.csv", index=False)
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g", "--pointwise",
+                            "group", "--candidates", "pooled", "unpooled"])
+    _one_line_error(code, err, ["--pointwise group", "at least two groups", "column 'g'",
+                                "--pointwise row"])
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g"])
+    _one_line_error(code, err, ["at least two groups", "column 'g'", "--candidates pooled"])
+    assert "data" not in captured_compare  # refused before any fit
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g", "--candidates",
+                            "pooled", "unpooled"])
+    assert code == 0, err
+
+
+def test_compare_checks_out_before_any_work(tmp_path, captured_compare):
+    _labeled_table().to_csv(tmp_path / "f.csv", index=False)
+    code, _, err = run_cli(["compare", tmp_path / "f.csv", "--group", "g", "--out",
+                            tmp_path / "nodir" / "t.csv"])
+    _one_line_error(code, err, ["nodir", "--out", "does not exist"])
+    assert "data" not in captured_compare
+
+
+def test_predict_classify_reads_files_as_fit_does(csv_fit, files, tmp_path):
+    out, _, _ = csv_fit
+    _, df = files
+    rows = df.loc[[0, 40, 100], FEATURES].astype({"x2": object})
+    rows.loc[40, "x2"] = "NA"
+    rows.to_csv(tmp_path / "new.csv", sep=";", index=False)
+    code, stdout, err = run_cli(["predict", out, "--classify", tmp_path / "new.csv"])
+    assert code == 0, err
+    probs = pd.read_csv(io.StringIO(stdout))
+    assert len(probs) == 3 and list(probs.columns) == ["group", "p[g0]", "p[g1]", "p[g2]"]
+    np.testing.assert_allclose(probs.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-9)
+    # the row with x2 missing is classified on x0 and x1, like the same row as a NaN
+    result = GroupCovResult.load(out)
+    expected = result.classify(df.loc[[40], FEATURES].assign(x2=np.nan))
+    np.testing.assert_allclose(probs.iloc[1, 1:].to_numpy(float), expected.to_numpy()[0],
+                               rtol=1e-9)

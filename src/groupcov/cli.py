@@ -646,16 +646,22 @@ def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | N
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from groupcov.comparison import compare
+    from groupcov.comparison import DEFAULT_CANDIDATES, compare
 
     candidates = _parse_candidates(args.candidates)
+    out = _out_file(args.out, "--out")
     _data_file(args.data)
-    features = _split_names(args.features)
-    if args.pointwise == "row":
-        data = read_table(args.data)
-    else:
-        with _report_warnings():
-            data = reduce_file(args.data, args.group, features)
+    with _report_warnings():
+        stats = reduce_file(args.data, args.group, _split_names(args.features))
+    if args.pointwise == "group" and stats.n_groups < 2:
+        raise InputError(
+            f"--pointwise group (leave one group out) needs at least two groups, but column "
+            f"'{args.group}' of the data has {stats.n_groups}; use --pointwise row"
+        )
+    _check_pooling(stats, args.group, candidates or DEFAULT_CANDIDATES, "--candidates")
+    features = list(stats.features)
+    # the rows, read as the statistics were: the same columns, labels and missing values
+    data = read_table(args.data, [args.group, *features]) if args.pointwise == "row" else stats
     kwargs = _sampling_kwargs(args)
     with _report_warnings():
         table = compare(data, group=args.group, features=features, candidates=candidates,
@@ -667,7 +673,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"note: the LOO estimate of '{name}' is unreliable (Pareto k above the "
                   "threshold for some points); more draws or --pointwise group may help")
     if args.out:
-        _write_table(table.rename_axis("model").reset_index(), args.out)
+        _write_table(table.rename_axis("model").reset_index(), out)
     return 0
 
 
@@ -850,9 +856,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
-        help="compare pooling choices by leave-one-group-out LOO",
+        help="compare pooling choices by PSIS-LOO (leave one row or one group out)",
         description="Fit several pooling choices to DATA and rank them by their expected "
-        "log predictive density (leave-one-group-out LOO).",
+        "log predictive density, estimated by PSIS-LOO: leave one row out (--pointwise row, "
+        "the default: how well each choice predicts new rows of the groups) or leave one "
+        "group out (--pointwise group: how well it predicts a new group; needs at least "
+        "two groups). DATA is read as `groupcov fit` reads it.",
     )
     _data_args(compare)
     compare.add_argument(
