@@ -590,3 +590,52 @@ def test_predict_classify_reads_files_as_fit_does(csv_fit, files, tmp_path):
     expected = result.classify(df.loc[[40], FEATURES].assign(x2=np.nan))
     np.testing.assert_allclose(probs.iloc[1, 1:].to_numpy(float), expected.to_numpy()[0],
                                rtol=1e-9)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_is_accepted_before_and_after_the_command(files, monkeypatch, where):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    argv = ["fit", str(root / "data.csv"), "--group", "site", "--quiet", "--out",
+            str(root / "o3")]
+    argv = ["--traceback", *argv] if where == "before" else [*argv, "--traceback"]
+    with pytest.raises(KeyError, match="internal"):
+        cli.main(argv)
+    assert cli.build_parser().parse_args(argv[1:] if where == "before" else argv[:-1]
+                                         ).traceback is False
+
+
+def test_an_internal_error_is_unexpected_and_an_input_error_is_not(files, monkeypatch):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    code, _, err = run_cli(["fit", root / "data.csv", "--group", "site", "--quiet", "--out",
+                            root / "o4"])
+    _one_line_error(code, err, ["unexpected error: ValueError: operands", "--traceback"], 1)
+    # a column groupcov itself rejects stays an input error (rc 2) without the hint
+    code, _, err = run_cli(["fit", root / "data.csv", "--group", "site", "--features", "note",
+                            "--quiet", "--out", root / "o4"])
+    _one_line_error(code, err, ["error: ", "note"], 2)
+    assert "unexpected" not in err and "--traceback" not in err
+
+
+def test_new_group_of_an_unpooled_fit_and_text_features_are_input_errors(csv_fit, files,
+                                                                         tmp_path):
+    import types
+
+    unpooled = types.SimpleNamespace(groups=["a", "b"],
+                                     spec={"means": "unpooled", "covariance": "pooled"})
+    with pytest.raises(cli.InputError, match="--means unpooled, which says nothing about a "
+                                             "new group"):
+        cli._predict_group(unpooled, None, True)
+    _, df = files
+    df.loc[:4, FEATURES].assign(x1="abc").to_csv(tmp_path / "text.csv", index=False)
+    code, _, err = run_cli(["predict", csv_fit[0], "--classify", tmp_path / "text.csv"])
+    _one_line_error(code, err, ["column 'x1'", "not numeric", "'abc'"])

@@ -1,7 +1,8 @@
 """Command line: ``groupcov fit | predict | compare | demo``.
 
-Exit status: 0 on success, 2 for a usage or input error (one line on stderr, no
-traceback), 1 for any other failure (``--traceback`` shows it).
+Exit status: 0 on success, 2 for a usage or input error that groupcov recognized (one
+line on stderr, no traceback), 1 for an unexpected failure (``--traceback``, before or
+after the command name, shows it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ _SAMPLERS = ("numpyro", "nutpie", "pymc")
 
 class InputError(ValueError):
     """A command-line input that cannot be used (a path, a format, a value)."""
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from groupcov.data import DataError
+
+    return (InputError, DataError, OSError, ImportError)
 
 
 class PlotWarning(UserWarning):
@@ -540,7 +547,7 @@ def _load_fit(path: str):
                          "`groupcov fit` or its posterior.nc")
     try:
         return GroupCovResult.load(p)
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, ValueError) as err:
         raise InputError(f"'{p}' is not a groupcov fit: {_first_line(err)}") from None
 
 
@@ -566,18 +573,29 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_new_group(result) -> None:
+    """A new group needs pooled or hierarchical means and covariance."""
+    spec = getattr(result, "spec", {})
+    unpooled = [f"--{k} unpooled" for k in ("means", "covariance") if spec.get(k) == "unpooled"]
+    if unpooled:
+        raise InputError(
+            f"--new-group: this fit was made with {' and '.join(unpooled)}, which says nothing "
+            "about a new group; refit with hierarchical or pooled instead, or pass --group "
+            "with one of the fit's groups"
+        )
+
+
 def _predict_group(result, group: str | None, new_group: bool) -> tuple[str | None, bool]:
     """``(label, new)`` from ``--group G`` / ``--new-group``: unknown labels are an error.
 
     ``--group new`` asks for a new group too, unless the fit has a group called ``new``.
     """
     labels = [str(g) for g in result.groups]
-    if new_group:
+    if new_group or (group == "new" and group not in labels):
+        _check_new_group(result)
         return None, True
     if group in labels:
         return group, False
-    if group == "new":
-        return None, True
     from groupcov.result import unknown_group_message
 
     raise InputError(unknown_group_message(
@@ -594,12 +612,28 @@ def _classify_rows(result, path: str):
             f"column(s) {missing} not found in '{path}'; the fit needs features "
             f"{result.features}"
         )
+    _check_numeric(data, result.features, path)
     with _report_warnings():
         probs = result.classify(data[result.features])
     table = probs.reset_index(drop=True)
     table.columns = [f"p[{g}]" for g in result.groups]
     table.insert(0, "group", [result.groups[i] for i in probs.to_numpy().argmax(axis=1)])
     return table
+
+
+def _check_numeric(data, features: Sequence[str], path: str) -> None:
+    """Feature columns of rows to classify must hold finite numbers or missing values."""
+    import numpy as np
+
+    for f in features:
+        column = data[f]
+        if column.dtype.kind not in "fiub":
+            example = column.dropna().iloc[0] if column.notna().any() else None
+            raise InputError(f"column '{f}' of '{path}' is not numeric (e.g. {example!r}); "
+                             "the features of rows to classify must be numbers")
+        if column.dtype.kind == "f" and np.isinf(column.to_numpy()).any():
+            raise InputError(f"column '{f}' of '{path}' has infinite values; replace or "
+                             "remove them")
 
 
 def _predictive_rows(result, group: str | None, n: int, seed, new_group: bool = False):
@@ -793,6 +827,12 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
                              "(default: every numeric column except --group)")
 
 
+def _traceback_arg(parser: argparse.ArgumentParser) -> None:
+    """``--traceback`` after the command name too (``groupcov fit ... --traceback``)."""
+    parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``groupcov`` command."""
     parser = _Parser(
@@ -801,7 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: groupcov fit data.csv --group species --features x y z --out fit/",
     )
     parser.add_argument("--traceback", action="store_true",
-                        help="show the full traceback of unexpected errors")
+                        help="show the full traceback of errors (also accepted after the "
+                             "command name)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = sub.add_parser(
@@ -826,6 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false",
                      help="one line per stage instead of a live bar")
     fit.add_argument("--quiet", action="store_true", help="no progress output")
+    _traceback_arg(fit)
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser(
@@ -852,6 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "while there are enough (default 100)")
     predict.add_argument("--seed", type=int, default=None, help="random seed")
     predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
+    _traceback_arg(predict)
     predict.set_defaults(func=_predict)
 
     compare = sub.add_parser(
@@ -874,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
              "out (predict a new group)")
     _sampling_args(compare)
     compare.add_argument("--out", metavar="FILE", help="also write the table to this CSV file")
+    _traceback_arg(compare)
     compare.set_defaults(func=_compare)
 
     demo = sub.add_parser(
@@ -892,6 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-seed", type=int, default=20240601, help="simulation seed")
     demo.add_argument("--plot", metavar="PNG", default=None,
                       help="also save the covariance-ellipse plot of the fit to this file")
+    _traceback_arg(demo)
     demo.set_defaults(func=_demo)
     return parser
 
@@ -900,13 +945,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``groupcov`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    input_errors = _input_errors()
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("groupcov: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, ImportError, OSError) as err:
-        # DataError and InputError are ValueErrors: bad input, said in one line
+    except input_errors as err:
+        # deliberate: a path, option, file or column that cannot be used, said in one line
         print(f"groupcov {args.command}: error: {_first_line(err)}", file=sys.stderr)
         if args.traceback:
             raise
@@ -915,8 +961,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         print(
-            f"groupcov {args.command}: failed: {type(err).__name__}: {_first_line(err)} "
-            "(run with --traceback for details)",
+            f"groupcov {args.command}: unexpected error: {type(err).__name__}: "
+            f"{_first_line(err)} (this is not a problem with the input that groupcov "
+            "recognized; run again with --traceback for details)",
             file=sys.stderr,
         )
         return 1
