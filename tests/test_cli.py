@@ -639,3 +639,41 @@ def test_new_group_of_an_unpooled_fit_and_text_features_are_input_errors(csv_fit
     df.loc[:4, FEATURES].assign(x1="abc").to_csv(tmp_path / "text.csv", index=False)
     code, _, err = run_cli(["predict", csv_fit[0], "--classify", tmp_path / "text.csv"])
     _one_line_error(code, err, ["column 'x1'", "not numeric", "'abc'"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["demo", "--rows", "0"], ["--rows", ">= 1"]),
+        (["demo", "--chains", "0"], ["--chains", ">= 1"]),
+        (["demo", "--sampler", "stan"], ["--sampler", "stan"]),
+        (["demo", "--plot", "{root}/nodir/demo.png"], ["--plot", "nodir", "does not exist"]),
+        (["demo", "--plot", "{root}/demo.xyz"], ["--plot", "'.xyz'", ".png"]),
+        (["demo", "--plot", "{root}"], ["--plot", "is a directory"]),
+        (["predict", "{fit}", "--group", "g0", "--out", "{root}/nodir/x.csv"],
+         ["--out", "nodir", "does not exist"]),
+    ],
+)
+def test_output_paths_and_options_are_checked_before_any_work(csv_fit, files, monkeypatch,
+                                                              argv, words):
+    root, _ = files
+
+    def too_late(*args, **kwargs):
+        raise AssertionError("the check must come before this work")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", too_late)
+    monkeypatch.setattr("groupcov.result.GroupCovResult.load", too_late)
+    monkeypatch.setattr("groupcov.datasets.two_groups", too_late)
+    code, _, err = run_cli([a.format(root=root, fit=csv_fit[0]) for a in argv])
+    _one_line_error(code, err, words)
+
+
+def test_help_texts_say_what_the_commands_do():
+    code, stdout, _ = run_cli(["demo", "--help"])
+    assert code == 0 and "94% interval" in " ".join(stdout.split()) and "%%" not in stdout
+    code, stdout, _ = run_cli(["compare", "--help"])
+    text = " ".join(stdout.split())
+    assert "leave one row out (--pointwise row, the default" in text
+    assert "leave one group out (--pointwise group" in text
+    code, stdout, _ = run_cli(["predict", "--help"])
+    assert "--new-group" in stdout and "--traceback" in stdout

@@ -711,12 +711,20 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure_types() -> list[str]:
+    """File name endings matplotlib can save a figure as (png, pdf, svg...)."""
+    from matplotlib.figure import Figure
+
+    return sorted(Figure().canvas.get_supported_filetypes())
+
+
 def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from groupcov import GroupCovModel
     from groupcov.datasets import two_groups
     from groupcov.diagnostics import summarize
 
+    plot = _out_file(args.plot, "--plot", _figure_types())
     sim = two_groups(n_per_group=args.rows, seed=args.data_seed)
     print(
         f"Two groups, {args.rows} rows each, features x and y:\n"
@@ -771,10 +779,7 @@ def _demo(args: argparse.Namespace) -> int:
     diag = result.diagnostics()
     print(
         f"\n{inside} of {len(rows)} true values inside their 94% intervals; "
-        f"max R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
-        f"({diag.chains} chains x {diag.draws} draws, sampler "
-        f"{post.attrs.get('sampler')}); "
+        f"{_diagnostics_line(diag)[:-1]}, sampler {post.attrs.get('sampler')}); "
         f"{time.perf_counter() - start:.1f} s"
     )
     good = inside == len(rows) and diag.max_r_hat <= 1.01 and diag.divergences == 0
@@ -783,8 +788,8 @@ def _demo(args: argparse.Namespace) -> int:
         from groupcov import plots
 
         fig = plots.ellipses(result, data=sim.data, group_column="group", max_points=600)
-        fig.savefig(args.plot, dpi=110)
-        print(f"groupcov: wrote {args.plot}", file=sys.stderr)
+        fig.savefig(plot, dpi=110)
+        print(f"groupcov: wrote {plot}", file=sys.stderr)
     return 0 if good else 1
 
 
@@ -925,13 +930,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate the two-group example, fit it and compare with the truth",
         description="Simulate two groups with known means and covariances, fit the "
         "default hierarchical model and print each true value beside its posterior "
-        "mean and 94%% interval.",
+        "mean and 94% interval.",
     )
-    demo.add_argument("--sampler", default=None, help="numpyro (default), nutpie or pymc")
-    demo.add_argument("--rows", type=int, default=1000, help="rows per group (default 1000)")
-    demo.add_argument("--draws", type=int, default=1000, help="draws per chain")
-    demo.add_argument("--tune", type=int, default=1000, help="warm-up steps per chain")
-    demo.add_argument("--chains", type=int, default=4, help="number of chains")
+    demo.add_argument("--sampler", choices=_SAMPLERS, default=None,
+                      help="NUTS back-end (default numpyro)")
+    demo.add_argument("--rows", type=_positive_int, default=1000,
+                      help="rows per group (default 1000)")
+    demo.add_argument("--draws", type=_positive_int, default=1000,
+                      help="draws per chain (default 1000)")
+    demo.add_argument("--tune", type=_nonnegative_int, default=1000,
+                      help="warm-up steps per chain (default 1000)")
+    demo.add_argument("--chains", type=_positive_int, default=4,
+                      help="number of chains (default 4)")
     demo.add_argument("--seed", type=int, default=1, help="sampler seed")
     demo.add_argument("--data-seed", type=int, default=20240601, help="simulation seed")
     demo.add_argument("--plot", metavar="PNG", default=None,
