@@ -677,3 +677,41 @@ def test_help_texts_say_what_the_commands_do():
     assert "leave one group out (--pointwise group" in text
     code, stdout, _ = run_cli(["predict", "--help"])
     assert "--new-group" in stdout and "--traceback" in stdout
+
+
+def test_library_messages_are_shown_with_command_line_options():
+    import xarray as xr
+
+    from groupcov.result import sampling_problems
+
+    rng = np.random.default_rng(0)
+    lp = rng.normal(size=(2, 500))
+    lp[0] -= 40.0
+    diverging = np.zeros((2, 500), bool)
+    diverging[0, :3] = True
+    stats_ = xr.Dataset({"lp": (("chain", "draw"), lp),
+                         "diverging": (("chain", "draw"), diverging)})
+    problems = sampling_problems(stats_)
+    assert len(problems) == 2
+    shown = [cli.flag_form(p) for p in problems]
+    assert "refit with a higher --target-accept (e.g. --target-accept 0.99)" in shown[0]
+    assert "raise --draws or --chains and check the diagnostics in report.html" in shown[1]
+    for text in shown:
+        assert "target_accept" not in text and "result." not in text and "fit(" not in text
+
+
+def test_one_group_message_names_the_group_column_and_the_options(tmp_path):
+    from groupcov import GroupCovModel
+    from groupcov.data import DataError
+
+    df = _labeled_table(["a"] * 3)
+    with pytest.raises(DataError, match=r"at least two groups, but column 'g' has 1 \(\['a'\]\)"):
+        GroupCovModel(df, group="g")
+    with pytest.raises(DataError, match="but the statistics have 1"):
+        GroupCovModel(reduce(df, "g"))
+    df.to_csv(tmp_path / "one.csv", index=False)
+    code, _, err = run_cli(["fit", tmp_path / "one.csv", "--group", "g", "--quiet", "--out",
+                            tmp_path / "o"])
+    _one_line_error(code, err, ["column 'g'", "has 1 (a)",
+                                "pass --means pooled --covariance pooled"])
+    assert "means=" not in err and "'group'" not in err

@@ -249,8 +249,38 @@ class _Progress:
             self._bar = None
 
 
+#: Python spellings in library messages and what the command line calls them.
+_FLAG_FORMS = (
+    ("a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on the command "
+     "line)", "a higher --target-accept (e.g. --target-accept 0.99)"),
+    ("run more draws or chains and check result.diagnostics()",
+     "raise --draws or --chains and check the diagnostics in report.html"),
+    ("run more draws (and check result.diagnostics())",
+     "raise --draws (and check the diagnostics in report.html)"),
+    ("; run more draws", "; raise --draws"),
+    ("pass features=[...] with at least one name", "pass --features with at least one column"),
+    ("pass features=[...]", "pass --features COL [COL ...]"),
+    ("listed more than once in features=", "listed more than once in --features"),
+    ("leave it out of features=", "leave it out of --features"),
+)
+
+
+def flag_form(message: str) -> str:
+    """A library message with its Python spellings replaced by the command-line options.
+
+    Examples
+    --------
+    >>> flag_form("column 'g' has no numeric feature columns besides 'g'; pass features=[...]")
+    "column 'g' has no numeric feature columns besides 'g'; pass --features COL [COL ...]"
+    """
+    for python, flag in _FLAG_FORMS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _warn_line(message: warnings.WarningMessage) -> None:
-    print(f"groupcov: warning: {_first_line(Exception(str(message.message)))}", file=sys.stderr)
+    text = flag_form(_first_line(Exception(str(message.message))))
+    print(f"groupcov: warning: {text}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -963,7 +993,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except input_errors as err:
         # deliberate: a path, option, file or column that cannot be used, said in one line
-        print(f"groupcov {args.command}: error: {_first_line(err)}", file=sys.stderr)
+        print(f"groupcov {args.command}: error: {flag_form(_first_line(err))}",
+              file=sys.stderr)
         if args.traceback:
             raise
         return 2
