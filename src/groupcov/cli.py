@@ -763,14 +763,15 @@ def _demo(args: argparse.Namespace) -> int:
     )
     model = GroupCovModel(sim.data, group="group", features=sim.features)
     print(model)
-    result = model.fit(
-        sampler=args.sampler,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        random_seed=args.seed,
-        progressbar=False,
-    )
+    with _report_warnings():
+        result = model.fit(
+            sampler=args.sampler,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            progressbar=False,
+        )
     post = result.posterior
     summary = {
         name: summarize(
