@@ -361,3 +361,357 @@ def test_sampling_options_reach_fit():
                               "--sampler", "nutpie"])
     kwargs = cli._sampling_kwargs(args)
     assert kwargs["target_accept"] == 0.99 and kwargs["sampler"] == "nutpie"
+
+
+@pytest.mark.parametrize("marker", ["NA", "N/A", "NULL", "null"])
+def test_plot_rows_read_missing_value_markers_as_fit_does(tmp_path, marker):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 20), "x": rng.normal(size=60),
+                       "y": 1000 * rng.normal(size=60) + 5000})
+    text = df.astype(object)
+    text.loc[[3, 30], "x"] = marker
+    text.to_csv(tmp_path / "f.csv", index=False)
+    rows = cli._plot_rows(tmp_path / "f.csv", "g", ["x", "y"])
+    assert rows["x"].dtype == np.float64 and rows["x"].isna().sum() == 2
+    assert len(rows) == 60 and sorted(rows["g"].unique()) == ["a", "b", "c"]
+    assert reduce(str(tmp_path / "f.csv"), "g", ["x", "y"]).incomplete.n.sum() == 2
+
+
+def test_fit_with_r_style_missing_values_writes_every_output(tmp_path):
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 20), "x": rng.normal(size=60),
+                       "y": 1000 * rng.normal(size=60) + 5000}).astype(object)
+    df.loc[[3, 30], "x"] = "NA"
+    df.loc[[40], "y"] = "NULL"
+    df.to_csv(tmp_path / "r.csv", index=False)
+    code, stdout, err = run_cli(["fit", tmp_path / "r.csv", "--group", "g", "--draws", "100",
+                                 "--tune", "100", "--chains", "1", "--quiet",
+                                 "--out", tmp_path / "o"])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(cli.FIT_OUTPUTS)
+    assert "could not draw" not in err
+    assert "(1 chain x 100 draws)" in stdout and "R-hat needs 2 or more chains" in stdout
+    assert "nan" not in stdout
+
+
+def test_a_plot_that_fails_is_a_warning_and_the_report_is_still_written(csv_fit, files,
+                                                                       tmp_path, monkeypatch):
+    root, df = files
+    result = GroupCovResult.load(csv_fit[0])
+    # rows whose feature came back as text (what DuckDB's default reader made of 'NA')
+    text_rows = df[["site", *FEATURES]].astype({"x0": object})
+    text_rows.loc[[0, 5], "x0"] = "NA"
+    monkeypatch.setattr(cli, "_plot_rows", lambda *args, **kwargs: text_rows)
+    with pytest.warns(cli.PlotWarning) as caught:
+        cli._write_figures(result, str(root / "data.csv"), "site", tmp_path)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert messages[0].startswith("could not draw ellipses.png (")
+    assert messages[1].startswith("could not draw the data in report.html (")
+    assert all("the posterior and tables are complete" in m for m in messages)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert (tmp_path / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
+
+
+def test_a_failed_report_is_reported_and_the_fit_still_succeeds(files, tmp_path,
+                                                                monkeypatch):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr("groupcov.report.render_report", broken)
+    monkeypatch.setattr("groupcov.plots.pairs", broken)
+    code, stdout, err = run_cli(["fit", root / "data.csv", "--group", "site", "--features",
+                                 *FEATURES, "--draws", "50", "--tune", "50", "--chains", "1",
+                                 "--quiet", "--out", tmp_path / "o"])
+    assert code == 0, err
+    assert "groupcov: warning: could not draw ellipses.png (RuntimeError: no fonts)" in err
+    assert "groupcov: warning: could not draw report.html (RuntimeError: no fonts)" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "correlations.csv", "covariances.csv", "posterior.nc", "summary.csv"]
+    assert "wrote posterior.nc, summary.csv, covariances.csv, correlations.csv to" in stdout
+
+
+def test_a_new_fit_replaces_every_output_of_an_earlier_one(tmp_path):
+    out = tmp_path / "fit"
+    out.mkdir()
+    for name in cli.FIT_OUTPUTS:
+        (out / name).write_text("old")
+    (out / "notes.txt").write_text("mine")
+    staging = cli._staging_dir(out)
+    for name in ("posterior.nc", "summary.csv", "covariances.csv", "correlations.csv"):
+        (staging / name).write_text("new")
+    assert cli._publish(staging, out) == ["posterior.nc", "summary.csv", "covariances.csv",
+                                          "correlations.csv"]
+    # no old ellipses.png or report.html left beside the new posterior
+    assert sorted(p.name for p in out.iterdir() if p.name != staging.name) == sorted(
+        ["posterior.nc", "summary.csv", "covariances.csv", "correlations.csv", "notes.txt"])
+    assert {(out / n).read_text() for n in ("posterior.nc", "summary.csv")} == {"new"}
+
+
+def test_a_failed_fit_leaves_the_earlier_fit_untouched(files, tmp_path, monkeypatch):
+    root, _ = files
+    out = tmp_path / "fit"
+    out.mkdir()
+    for name in cli.FIT_OUTPUTS:
+        (out / name).write_text("old")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    code, _, _ = run_cli(["fit", root / "data.csv", "--group", "site", "--quiet", "--out", out])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(cli.FIT_OUTPUTS)  # no staging left
+    assert {(out / n).read_text() for n in cli.FIT_OUTPUTS} == {"old"}
+
+
+def test_group_table_tells_means_at_a_large_offset_apart():
+    result = _fake_result(3, 2)
+    mu = result.idata.posterior["mu"].values
+    mu[:] = 0.0
+    mu[..., 0] = 1e6 + np.array([0.0123, 1.5, 12.25])
+    lines = cli.group_table(result).splitlines()
+    cells = [line.split()[2] for line in lines[2:]]
+    assert len(set(cells)) == 3 and all("e+" not in c for c in cells)
+    assert [float(c) for c in cells] == pytest.approx([1e6, 1e6 + 1.5, 1e6 + 12.25], abs=0.5)
+    assert [line.split()[3] for line in lines[2:]] == ["0", "0", "0"]  # equal values stay short
+
+
+def test_predict_refuses_an_unknown_group_and_lists_the_fitted_ones(csv_fit):
+    out, _, _ = csv_fit
+    code, stdout, err = run_cli(["predict", out, "--group", "g11", "--n", "5"])
+    _one_line_error(code, err, ["unknown group 'g11'", "groups are g0, g1, g2",
+                                "--new-group"])
+    assert stdout == "" and "np.str_" not in err
+    code, stdout, err = run_cli(["predict", out, "--new-group", "--n", "7", "--seed", "1"])
+    assert code == 0, err
+    assert len(pd.read_csv(io.StringIO(stdout))) == 7
+
+
+def test_predict_matches_labels_as_text_and_names_them_plainly():
+    import types
+
+    fit = types.SimpleNamespace(groups=[np.int64(1), np.int64(2), "new"])
+    assert cli._predict_group(fit, "2", False) == ("2", False)
+    assert cli._predict_group(fit, "new", False) == ("new", False)  # a fitted group 'new'
+    assert cli._predict_group(fit, None, True) == (None, True)
+    with pytest.raises(cli.InputError, match=r"unknown group '3'; the fit's groups are 1, 2, "
+                                             r"new; pass one of them to --group"):
+        cli._predict_group(fit, "3", False)
+    assert cli._predict_group(types.SimpleNamespace(groups=["a"]), "new", False) == (None, True)
+
+
+@pytest.fixture
+def captured_compare(monkeypatch):
+    """``groupcov compare`` without sampling: the data it would compare, and a fake table."""
+    seen = {}
+
+    def fake_compare(data, **kwargs):
+        seen["data"], seen["kwargs"] = data, kwargs
+        return pd.DataFrame({"rank": [0, 1], "elpd_loo": [-1.0, -2.0]},
+                            index=["means=pooled, covariance=pooled",
+                                   "means=unpooled, covariance=unpooled"])
+
+    monkeypatch.setattr("groupcov.comparison.compare", fake_compare)
+    return seen
+
+
+def _labeled_table(labels=("007", "07", "7")):
+    rng = np.random.default_rng(5)
+    return pd.DataFrame({"g": np.repeat(list(labels), 20), "x": rng.normal(size=60),
+                         "y": 1000 * rng.normal(size=60) + 5000})
+
+
+@pytest.mark.parametrize("layout", ["labels", "semicolon", "glob", "na"])
+def test_compare_reads_files_as_fit_does(tmp_path, captured_compare, layout):
+    df = _labeled_table()
+    if layout == "labels":
+        df.to_csv(path := tmp_path / "f.csv", index=False)
+    elif layout == "semicolon":
+        df.to_csv(path := tmp_path / "f.csv", index=False, sep=";")
+    elif layout == "na":
+        df = df.astype({"x": object})
+        df.loc[[1, 2], "x"] = "NA"
+        df.to_csv(path := tmp_path / "f.csv", index=False)
+    else:
+        (tmp_path / "parts").mkdir()
+        df.iloc[:25].to_parquet(tmp_path / "parts" / "a.parquet")
+        df.iloc[25:].to_parquet(tmp_path / "parts" / "b.parquet")
+        path = tmp_path / "parts" / "*.parquet"
+    code, stdout, err = run_cli(["compare", path, "--group", "g", "--candidates", "pooled",
+                                 "unpooled"])
+    assert code == 0, err
+    rows = captured_compare["data"]
+    fitted = reduce(str(path), "g")
+    assert sorted(rows["g"].unique()) == ["007", "07", "7"] == list(fitted.groups)
+    assert list(rows.columns) == ["g", "x", "y"] and len(rows) == 60
+    assert rows["x"].isna().sum() == (2 if layout == "na" else 0)
+    assert captured_compare["kwargs"]["features"] == ["x", "y"]
+    assert "means=pooled, covariance=pooled" in stdout
+
+
+def test_compare_by_group_needs_two_groups(tmp_path, captured_compare):
+    _labeled_table(["a"] * 3).to_csv(tmp_path / "one.csv", index=False)
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g", "--pointwise",
+                            "group", "--candidates", "pooled", "unpooled"])
+    _one_line_error(code, err, ["--pointwise group", "at least two groups", "column 'g'",
+                                "--pointwise row"])
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g"])
+    _one_line_error(code, err, ["at least two groups", "column 'g'", "--candidates pooled"])
+    assert "data" not in captured_compare  # refused before any fit
+    code, _, err = run_cli(["compare", tmp_path / "one.csv", "--group", "g", "--candidates",
+                            "pooled", "unpooled"])
+    assert code == 0, err
+
+
+def test_compare_checks_out_before_any_work(tmp_path, captured_compare):
+    _labeled_table().to_csv(tmp_path / "f.csv", index=False)
+    code, _, err = run_cli(["compare", tmp_path / "f.csv", "--group", "g", "--out",
+                            tmp_path / "nodir" / "t.csv"])
+    _one_line_error(code, err, ["nodir", "--out", "does not exist"])
+    assert "data" not in captured_compare
+
+
+def test_predict_classify_reads_files_as_fit_does(csv_fit, files, tmp_path):
+    out, _, _ = csv_fit
+    _, df = files
+    rows = df.loc[[0, 40, 100], FEATURES].astype({"x2": object})
+    rows.loc[40, "x2"] = "NA"
+    rows.to_csv(tmp_path / "new.csv", sep=";", index=False)
+    code, stdout, err = run_cli(["predict", out, "--classify", tmp_path / "new.csv"])
+    assert code == 0, err
+    probs = pd.read_csv(io.StringIO(stdout))
+    assert len(probs) == 3 and list(probs.columns) == ["group", "p[g0]", "p[g1]", "p[g2]"]
+    np.testing.assert_allclose(probs.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-9)
+    # the row with x2 missing is classified on x0 and x1, like the same row as a NaN
+    result = GroupCovResult.load(out)
+    expected = result.classify(df.loc[[40], FEATURES].assign(x2=np.nan))
+    np.testing.assert_allclose(probs.iloc[1, 1:].to_numpy(float), expected.to_numpy()[0],
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_is_accepted_before_and_after_the_command(files, monkeypatch, where):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    argv = ["fit", str(root / "data.csv"), "--group", "site", "--quiet", "--out",
+            str(root / "o3")]
+    argv = ["--traceback", *argv] if where == "before" else [*argv, "--traceback"]
+    with pytest.raises(KeyError, match="internal"):
+        cli.main(argv)
+    assert cli.build_parser().parse_args(argv[1:] if where == "before" else argv[:-1]
+                                         ).traceback is False
+
+
+def test_an_internal_error_is_unexpected_and_an_input_error_is_not(files, monkeypatch):
+    root, _ = files
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", broken)
+    code, _, err = run_cli(["fit", root / "data.csv", "--group", "site", "--quiet", "--out",
+                            root / "o4"])
+    _one_line_error(code, err, ["unexpected error: ValueError: operands", "--traceback"], 1)
+    # a column groupcov itself rejects stays an input error (rc 2) without the hint
+    code, _, err = run_cli(["fit", root / "data.csv", "--group", "site", "--features", "note",
+                            "--quiet", "--out", root / "o4"])
+    _one_line_error(code, err, ["error: ", "note"], 2)
+    assert "unexpected" not in err and "--traceback" not in err
+
+
+def test_new_group_of_an_unpooled_fit_and_text_features_are_input_errors(csv_fit, files,
+                                                                         tmp_path):
+    import types
+
+    unpooled = types.SimpleNamespace(groups=["a", "b"],
+                                     spec={"means": "unpooled", "covariance": "pooled"})
+    with pytest.raises(cli.InputError, match="--means unpooled, which says nothing about a "
+                                             "new group"):
+        cli._predict_group(unpooled, None, True)
+    _, df = files
+    df.loc[:4, FEATURES].assign(x1="abc").to_csv(tmp_path / "text.csv", index=False)
+    code, _, err = run_cli(["predict", csv_fit[0], "--classify", tmp_path / "text.csv"])
+    _one_line_error(code, err, ["column 'x1'", "not numeric", "'abc'"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["demo", "--rows", "0"], ["--rows", ">= 1"]),
+        (["demo", "--chains", "0"], ["--chains", ">= 1"]),
+        (["demo", "--sampler", "stan"], ["--sampler", "stan"]),
+        (["demo", "--plot", "{root}/nodir/demo.png"], ["--plot", "nodir", "does not exist"]),
+        (["demo", "--plot", "{root}/demo.xyz"], ["--plot", "'.xyz'", ".png"]),
+        (["demo", "--plot", "{root}"], ["--plot", "is a directory"]),
+        (["predict", "{fit}", "--group", "g0", "--out", "{root}/nodir/x.csv"],
+         ["--out", "nodir", "does not exist"]),
+    ],
+)
+def test_output_paths_and_options_are_checked_before_any_work(csv_fit, files, monkeypatch,
+                                                              argv, words):
+    root, _ = files
+
+    def too_late(*args, **kwargs):
+        raise AssertionError("the check must come before this work")
+
+    monkeypatch.setattr("groupcov.api.GroupCovModel.fit", too_late)
+    monkeypatch.setattr("groupcov.result.GroupCovResult.load", too_late)
+    monkeypatch.setattr("groupcov.datasets.two_groups", too_late)
+    code, _, err = run_cli([a.format(root=root, fit=csv_fit[0]) for a in argv])
+    _one_line_error(code, err, words)
+
+
+def test_help_texts_say_what_the_commands_do():
+    code, stdout, _ = run_cli(["demo", "--help"])
+    assert code == 0 and "94% interval" in " ".join(stdout.split()) and "%%" not in stdout
+    code, stdout, _ = run_cli(["compare", "--help"])
+    text = " ".join(stdout.split())
+    assert "leave one row out (--pointwise row, the default" in text
+    assert "leave one group out (--pointwise group" in text
+    code, stdout, _ = run_cli(["predict", "--help"])
+    assert "--new-group" in stdout and "--traceback" in stdout
+
+
+def test_library_messages_are_shown_with_command_line_options():
+    import xarray as xr
+
+    from groupcov.result import sampling_problems
+
+    rng = np.random.default_rng(0)
+    lp = rng.normal(size=(2, 500))
+    lp[0] -= 40.0
+    diverging = np.zeros((2, 500), bool)
+    diverging[0, :3] = True
+    stats_ = xr.Dataset({"lp": (("chain", "draw"), lp),
+                         "diverging": (("chain", "draw"), diverging)})
+    problems = sampling_problems(stats_)
+    assert len(problems) == 2
+    shown = [cli.flag_form(p) for p in problems]
+    assert "refit with a higher --target-accept (e.g. --target-accept 0.99)" in shown[0]
+    assert "raise --draws or --chains and check the diagnostics in report.html" in shown[1]
+    for text in shown:
+        assert "target_accept" not in text and "result." not in text and "fit(" not in text
+
+
+def test_one_group_message_names_the_group_column_and_the_options(tmp_path):
+    from groupcov import GroupCovModel
+    from groupcov.data import DataError
+
+    df = _labeled_table(["a"] * 3)
+    with pytest.raises(DataError, match=r"at least two groups, but column 'g' has 1 \(\['a'\]\)"):
+        GroupCovModel(df, group="g")
+    with pytest.raises(DataError, match="but the statistics have 1"):
+        GroupCovModel(reduce(df, "g"))
+    df.to_csv(tmp_path / "one.csv", index=False)
+    code, _, err = run_cli(["fit", tmp_path / "one.csv", "--group", "g", "--quiet", "--out",
+                            tmp_path / "o"])
+    _one_line_error(code, err, ["column 'g'", "has 1 (a)",
+                                "pass --means pooled --covariance pooled"])
+    assert "means=" not in err and "'group'" not in err

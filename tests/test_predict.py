@@ -85,14 +85,14 @@ def test_new_group_under_hierarchical_fit(fit):
     chol = corr_cholesky_from_cpc(np.tanh(post["atanh_cpc_pop"].values), 2)
     np.testing.assert_allclose(chol @ np.swapaxes(chol, -1, -2), post["corr_pop"].values,
                                atol=1e-12)
-    new = predict(fit, "C", n=5, random_seed=2).posterior_predictive
+    new = predict(fit, "C", n=5, random_seed=2, new_group=True).posterior_predictive
     assert new.attrs == {"group": "C", "new_group": 1}
     mu_new = new["mu"].values
     # a new group's mean scatters around mu_pop by mu_tau
     z = (mu_new - post["mu_pop"].values) / post["mu_tau"].values
     assert abs(z.mean()) < 0.15 and abs(z.std() - 1) < 0.1
     assert np.all(np.linalg.eigvalsh(new["cov"].values) > 0)
-    again = predict(fit, "C", n=5, random_seed=2).posterior_predictive
+    again = predict(fit, "C", n=5, random_seed=2, new_group=True).posterior_predictive
     np.testing.assert_array_equal(again["obs"].values, new["obs"].values)
 
 
@@ -104,7 +104,7 @@ def test_new_group_draws_follow_the_population():
              "atanh_cpc_pop": w, "corr_tau": 0.3}
     res = fake_result(p=p, chains=2, draws=2000, spec=("hierarchical", "hierarchical"),
                       hyper=hyper)
-    params = group_parameters(res, "new", random_seed=0)
+    params = group_parameters(res, "new", random_seed=0, new_group=True)
     assert params.new
     mu = params.mu.reshape(-1, p)
     np.testing.assert_allclose(mu.mean(0), hyper["mu_pop"], atol=4 * 2 / np.sqrt(4000))
@@ -121,7 +121,7 @@ def test_new_group_draws_follow_the_population():
     still = fake_result(p=p, spec=("hierarchical", "hierarchical"),
                         hyper={**hyper, "mu_tau": np.zeros(p), "sd_tau": np.zeros(p),
                                "corr_tau": 0.0})
-    params = group_parameters(still, "new", random_seed=0)
+    params = group_parameters(still, "new", random_seed=0, new_group=True)
     ref = _cpc_to_chol(np.tanh(w), p)
     ref = np.diag(hyper["sigma_pop"]) @ ref @ ref.T @ np.diag(hyper["sigma_pop"])
     np.testing.assert_allclose(params.cov, np.broadcast_to(ref, params.cov.shape), atol=1e-12)
@@ -138,15 +138,15 @@ def test_cpc_construction_matches_the_model():
 
 def test_new_group_under_pooled_and_unpooled_modes():
     pooled = fake_result(spec=("pooled", "pooled"))
-    params = group_parameters(pooled, "zz")
+    params = group_parameters(pooled, "zz", new_group=True)
     post = pooled.idata.posterior
     np.testing.assert_array_equal(params.mu, post["mu"].isel(group=0).values)
     np.testing.assert_array_equal(params.cov, post["cov"].isel(group=0).values)
     for spec, arg in ((("unpooled", "pooled"), "means"), (("pooled", "unpooled"), "covariance")):
         with pytest.raises(ValueError, match=f"{arg}='unpooled'.*new group"):
-            predict(fake_result(spec=spec), "zz")
+            predict(fake_result(spec=spec), "zz", new_group=True)
     with pytest.raises(KeyError, match="mu_pop"):
-        group_parameters(fake_result(spec=("hierarchical", "pooled")), "zz")
+        group_parameters(fake_result(spec=("hierarchical", "pooled")), "zz", new_group=True)
     with pytest.raises(ValueError, match="at least 1"):
         predict(pooled, "a", n=0)
 
@@ -231,3 +231,23 @@ def test_result_methods_delegate(fit):
     assert isinstance(fit.conditional("A", given={"y": 0.0}).summary, pd.DataFrame)
     filled = fit.impute(pd.DataFrame({"group": ["A"], "x": [np.nan], "y": [0.0]}))
     assert np.isfinite(filled.loc[0, "x"])
+
+
+def test_an_unknown_label_is_an_error_unless_a_new_group_is_asked_for():
+    res = fake_result(spec=("pooled", "pooled"))
+    with pytest.raises(KeyError, match=r"unknown group 'bb'; the fit's groups are a, b; "
+                                       r"pass new_group=True"):
+        predict(res, "bb")
+    with pytest.raises(KeyError, match="unknown group 'bb'"):
+        conditional(res, "bb", given={"x0": 1.0})
+    with pytest.raises(ValueError, match="'a' is a group of the fit; new_group=True"):
+        group_parameters(res, "a", new_group=True)
+    assert not group_parameters(res, np.str_("a")).new  # a NumPy label is the same group
+    assert group_parameters(res, "bb", new_group=True).new
+    assert predict(res, "bb", n=1, new_group=True).posterior_predictive.attrs == {
+        "group": "bb", "new_group": 1}
+
+
+def test_groups_are_plain_python_values():
+    res = fake_result()
+    assert res.groups == ["a", "b"] and all(type(g) is str for g in res.groups)

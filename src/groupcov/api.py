@@ -143,9 +143,11 @@ class GroupCovModel:
         if "hierarchical" in (means, covariance) and self.stats.n_groups < 2:
             modes = [a for a, v in (("means", means), ("covariance", covariance))
                      if v == "hierarchical"]
+            where = ("the statistics have" if isinstance(data, SufficientStats)
+                     else f"column {group!r} has")
             raise DataError(
                 f"{' and '.join(m + '=' for m in modes)}'hierarchical' needs at least two "
-                f"groups, but column {group!r} has {self.stats.n_groups} "
+                f"groups, but {where} {self.stats.n_groups} "
                 f"({list(self.stats.groups)}); use 'pooled' or 'unpooled'"
             )
         check_group_covariances(self.stats, covariance, group)

@@ -1,14 +1,18 @@
 """Command line: ``groupcov fit | predict | compare | demo``.
 
-Exit status: 0 on success, 2 for a usage or input error (one line on stderr, no
-traceback), 1 for any other failure (``--traceback`` shows it).
+Exit status: 0 on success, 2 for a usage or input error that groupcov recognized (one
+line on stderr, no traceback), 1 for an unexpected failure (``--traceback``, before or
+after the command name, shows it).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,12 +32,20 @@ FIT_OUTPUTS = (
 
 _POOLING = ("hierarchical", "unpooled", "pooled")
 _SAMPLERS = ("numpyro", "nutpie", "pymc")
-_CSV = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
-_PARQUET = (".parquet", ".pq")
 
 
 class InputError(ValueError):
     """A command-line input that cannot be used (a path, a format, a value)."""
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from groupcov.data import DataError
+
+    return (InputError, DataError, OSError, ImportError)
+
+
+class PlotWarning(UserWarning):
+    """A plot or the report of a finished fit could not be drawn."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,16 +134,21 @@ def reduce_file(path: str | Path, group: str, features: Sequence[str] | None):
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None,
                max_rows: int | None = None):
-    """Rows of a CSV or Parquet file as a pandas DataFrame.
+    """Rows of a CSV or Parquet file (or glob) as a pandas DataFrame.
+
+    The file is read exactly as ``fit`` reads it (:func:`groupcov.data.duckdb_engine.
+    read_rows`): the same delimiter detection, column types, group labels and
+    missing-value markers (``NA``, ``N/A``, ``NULL``...), so every command sees the
+    same table.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) or ``.parquet``/``.pq`` file.
+        CSV (``.csv``, ``.tsv``, optionally compressed) or Parquet file, or a glob.
     columns : sequence of str, optional
         Columns to keep (default all).
     max_rows : int, optional
-        Keep a random sample of at most this many rows (reproducible).
+        Keep a reproducible random sample of at most this many rows.
 
     Returns
     -------
@@ -139,8 +156,8 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
 
     Raises
     ------
-    InputError
-        If the file does not exist, has an unknown extension or cannot be parsed.
+    InputError, groupcov.DataError
+        If the file does not exist, cannot be read or lacks one of ``columns``.
 
     Examples
     --------
@@ -149,58 +166,25 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
     ...
     groupcov.cli.InputError: data file 'no/such/file.csv' not found
     """
-    import pandas as pd
+    from groupcov.data.duckdb_engine import read_rows
 
     path = _data_file(path)
-    name = path.name.lower()
-    try:
-        if name.endswith(_PARQUET):
-            df = pd.read_parquet(path, columns=None if columns is None else list(columns))
-        elif name.endswith(_CSV):
-            sep = "\t" if ".tsv" in name else ","
-            df = pd.read_csv(path, sep=sep, usecols=None if columns is None else list(columns))
-        else:
-            raise InputError(
-                f"unknown data format of '{path}': use a .csv, .tsv or .parquet file"
-            )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
-            KeyError) as err:
-        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
-    except ValueError as err:  # pandas: usecols do not match the columns
-        raise InputError(f"cannot read '{path}': {_first_line(err)}") from None
-    except Exception as err:  # pyarrow raises its own error types for broken files
-        if type(err).__module__.startswith("pyarrow"):
-            raise InputError(f"cannot read '{path}' as Parquet: {_first_line(err)}") from None
-        raise
-    if max_rows is not None and len(df) > max_rows:
-        df = df.sample(n=max_rows, random_state=0).sort_index()
-    return df
+    return read_rows(str(path), columns=columns, max_rows=max_rows)
 
 
 def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int = 20_000):
-    """A reproducible sample of at most ``limit`` rows to draw under the ellipses."""
-    cols = [group, *features]
+    """A reproducible sample of at most ``limit`` rows to draw under the ellipses.
+
+    ``None`` (plots without points) when the rows cannot be read.
+    """
+    from groupcov.data import DataError
+
     try:
-        import duckdb
-    except ImportError:
-        try:
-            return read_table(path, cols, max_rows=limit)
-        except InputError:
-            return None
-    name = str(path).lower()
-    con = duckdb.connect()
-    try:
-        parquet = name.endswith(_PARQUET) or name.removesuffix(".gz").endswith(_PARQUET)
-        rel = con.read_parquet(str(path)) if parquet else con.read_csv(str(path))
-        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
-        return rel.query(
-            "t", f"SELECT {quoted} FROM t USING SAMPLE reservoir({int(limit)} ROWS) "
-            "REPEATABLE (0)"
-        ).df()
-    except duckdb.Error:  # the points are optional: plot without them
+        return read_table(path, [group, *features], max_rows=limit)
+    except (DataError, InputError) as err:
+        warnings.warn(f"the plots show no data points: {_first_line(err)}", PlotWarning,
+                      stacklevel=2)
         return None
-    finally:
-        con.close()
 
 
 def _first_line(err: BaseException) -> str:
@@ -265,8 +249,38 @@ class _Progress:
             self._bar = None
 
 
+#: Python spellings in library messages and what the command line calls them.
+_FLAG_FORMS = (
+    ("a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on the command "
+     "line)", "a higher --target-accept (e.g. --target-accept 0.99)"),
+    ("run more draws or chains and check result.diagnostics()",
+     "raise --draws or --chains and check the diagnostics in report.html"),
+    ("run more draws (and check result.diagnostics())",
+     "raise --draws (and check the diagnostics in report.html)"),
+    ("; run more draws", "; raise --draws"),
+    ("pass features=[...] with at least one name", "pass --features with at least one column"),
+    ("pass features=[...]", "pass --features COL [COL ...]"),
+    ("listed more than once in features=", "listed more than once in --features"),
+    ("leave it out of features=", "leave it out of --features"),
+)
+
+
+def flag_form(message: str) -> str:
+    """A library message with its Python spellings replaced by the command-line options.
+
+    Examples
+    --------
+    >>> flag_form("column 'g' has no numeric feature columns besides 'g'; pass features=[...]")
+    "column 'g' has no numeric feature columns besides 'g'; pass --features COL [COL ...]"
+    """
+    for python, flag in _FLAG_FORMS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _warn_line(message: warnings.WarningMessage) -> None:
-    print(f"groupcov: warning: {_first_line(Exception(str(message.message)))}", file=sys.stderr)
+    text = flag_form(_first_line(Exception(str(message.message))))
+    print(f"groupcov: warning: {text}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -297,13 +311,66 @@ def _out_dir(path: str) -> Path:
     return out
 
 
+def _diagnostics_line(diag) -> str:
+    """``max R-hat ..., min bulk ESS ..., ... (C chains x D draws)`` for the terminal."""
+    chains = f"{diag.chains} chain{'s' if diag.chains != 1 else ''}"
+    r_hat = (f"max R-hat {diag.max_r_hat:.3f}" if diag.chains > 1
+             else "R-hat needs 2 or more chains (--chains)")
+    return (
+        f"{r_hat}, min bulk ESS {diag.min_ess_bulk:.0f}, min tail ESS "
+        f"{diag.min_ess_tail:.0f}, {diag.divergences} divergences ({chains} x "
+        f"{diag.draws} draws"
+    ) + ")"
+
+
+def _check_pooling(stats, group: str, candidates: Sequence[tuple[str, str]],
+                   option: str = "--means/--covariance") -> None:
+    """A hierarchical choice needs two groups: say so in flags before any sampling."""
+    if stats.n_groups >= 2:
+        return
+    bad = [c for c in candidates if "hierarchical" in c]
+    if not bad:
+        return
+    if option == "--candidates":
+        fix = "pass --candidates pooled unpooled (or other choices without hierarchical)"
+    else:
+        fix = "pass --means pooled --covariance pooled (or unpooled)"
+    raise InputError(
+        f"hierarchical pooling ({option}, default hierarchical) needs at least two groups, "
+        f"but column '{group}' of the data has {stats.n_groups} "
+        f"({', '.join(str(g) for g in stats.groups)}); {fix}"
+    )
+
+
+def _out_file(path: str | None, option: str, suffixes: Sequence[str] = ()) -> Path | None:
+    """Check an output file before any work: its folder exists and can be written."""
+    if path is None:
+        return None
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} '{out}' is a directory; pass a file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"directory '{folder}' of {option} '{out}' does not exist; "
+                         "create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists()
+                                                    and not os.access(out, os.W_OK)):
+        raise InputError(f"cannot write {option} '{out}': permission denied")
+    if suffixes and out.suffix.lower().lstrip(".") not in suffixes:
+        raise InputError(
+            f"{option} '{out}': unknown file type '{out.suffix}'; end the name with one of "
+            f"{', '.join('.' + x for x in suffixes)}"
+        )
+    return out
+
+
 def _fit_model(args, stats, progress: _Progress, means: str, covariance: str,
-               label: str = ""):
+               label: str = "", group: str = "group"):
     from groupcov import GroupCovModel
 
     with progress.stage(f"building the {label or means + '/' + covariance} model"):
         with _report_warnings():
-            model = GroupCovModel(stats, means=means, covariance=covariance)
+            model = GroupCovModel(stats, group=group, means=means, covariance=covariance)
     sampler = args.sampler or "numpyro"
     own_bar = progress.live and not progress.quiet and sampler != "numpyro"
     with progress.stage(
@@ -329,6 +396,18 @@ def _matrix_table(result, name: str):
         for g in result.groups
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def _cells(values: Sequence[float], digits: int = 4, most: int = 10) -> list[str]:
+    """``values`` with the fewest significant digits (at least ``digits``) that keep
+    different values apart: means of 1000012 and 1000034 do not both print as 1e+06."""
+    distinct = len(set(values))
+    texts = [f"{v:.{digits}g}" for v in values]
+    for d in range(digits + 1, most + 1):
+        if len(set(texts)) == distinct:
+            break
+        texts = [f"{v:.{d}g}" for v in values]
+    return texts
 
 
 #: The per-group table keeps one row per group up to this width, then turns to one row
@@ -362,24 +441,27 @@ def group_table(result) -> str:
     else:
         note = f"\n({len(pairs)} correlations per group: see correlations.csv)"
     gw = max(5, *(len(s) for s in labels))
-    widths = [max(9, len(c)) for c in cols]
+    by_column = [_cells([v[j] for v in vals]) for j in range(len(cols))]
+    widths = [max(9, len(c), *(len(t) for t in texts)) for c, texts in zip(
+        cols, by_column, strict=True)]
     wide = gw + 9 + sum(w + 1 for w in widths)
     if wide > TABLE_WIDTH and len(labels) <= 8:
         pw = max(9, *(len(c) for c in cols))
-        lw = [max(10, len(g)) for g in labels]
+        lw = [max(10, len(g), *(len(texts[i]) for texts in by_column))
+              for i, g in enumerate(labels)]
         lines = [f"{'':<{pw}} " + " ".join(f"{g:>{w}}" for g, w in zip(labels, lw, strict=True))]
         lines.append("-" * len(lines[0]))
         lines.append(f"{'rows':<{pw}} " + " ".join(
             f"{int(k):>{w}}" for k, w in zip(n, lw, strict=True)))
-        for j, c in enumerate(cols):
+        for c, texts in zip(cols, by_column, strict=True):
             lines.append(f"{c:<{pw}} " + " ".join(
-                f"{v[j]:>{w}.4g}" for v, w in zip(vals, lw, strict=True)))
+                f"{t:>{w}}" for t, w in zip(texts, lw, strict=True)))
         return "\n".join(lines) + note
     lines = [f"{'group':<{gw}} {'rows':>7} " + " ".join(
         f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     for i, g in enumerate(labels):
-        cells = " ".join(f"{v:>{w}.4g}" for v, w in zip(vals[i], widths, strict=True))
+        cells = " ".join(f"{texts[i]:>{w}}" for texts, w in zip(by_column, widths, strict=True))
         lines.append(f"{g:<{gw}} {int(n[i]):>7} {cells}")
     return "\n".join(lines) + note
 
@@ -387,47 +469,101 @@ def group_table(result) -> str:
 def _fit(args: argparse.Namespace) -> int:
     _data_file(args.data)
     out = _out_dir(args.out)
+    staging = _staging_dir(out)
     progress = _Progress(5, enabled=args.progress, quiet=args.quiet)
     try:
         with progress.stage(f"reducing {args.data} to per-group statistics"):
             with _report_warnings():
                 stats = reduce_file(args.data, args.group, _split_names(args.features))
-        result = _fit_model(args, stats, progress, args.means, args.covariance)
+        _check_pooling(stats, args.group, [(args.means, args.covariance)])
+        result = _fit_model(args, stats, progress, args.means, args.covariance,
+                            group=args.group)
         with progress.stage(f"writing posterior and tables to {out}"):
-            result.save(out / "posterior.nc")
-            result.summary().to_csv(out / "summary.csv", index=False)
-            _matrix_table(result, "cov").to_csv(out / "covariances.csv", index=False)
-            _matrix_table(result, "corr").to_csv(out / "correlations.csv", index=False)
-        with progress.stage("drawing plots and the report"):
-            rows = _plot_rows(args.data, args.group, result.features)
-            _write_figures(result, rows, args.group, out, Path(args.data).name)
+            result.save(staging / "posterior.nc")
+            result.summary().to_csv(staging / "summary.csv", index=False)
+            _matrix_table(result, "cov").to_csv(staging / "covariances.csv", index=False)
+            _matrix_table(result, "corr").to_csv(staging / "correlations.csv", index=False)
+        with progress.stage("drawing plots and the report"), _report_warnings():
+            _write_figures(result, args.data, args.group, staging)
+        written = _publish(staging, out)
     finally:
         progress.close()
+        shutil.rmtree(staging, ignore_errors=True)
     diag = result.diagnostics()
     print(group_table(result))
-    print(
-        f"\nmax R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
-        f"({diag.chains} chains x {diag.draws} draws)"
-        + ("" if diag.ok else "  <- check the diagnostics in report.html")
-    )
-    print(f"wrote {', '.join(FIT_OUTPUTS)} to {out}")
+    print("\n" + _diagnostics_line(diag)
+          + ("" if diag.ok else "  <- check the diagnostics in report.html"))
+    print(f"wrote {', '.join(written)} to {out}")
     return 0
 
 
-def _write_figures(result, data, group: str, out: Path, source: str) -> None:
+def _staging_dir(out: Path) -> Path:
+    """A fresh hidden directory inside ``out`` for the files of this fit."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=".groupcov-", dir=out))
+    except OSError as err:
+        raise InputError(f"cannot write into --out directory '{out}': {err.strerror}") from None
+
+
+def _publish(staging: Path, out: Path) -> list[str]:
+    """Replace every output of an earlier fit in ``out`` by this fit's files.
+
+    Returns the names of the files this fit wrote (a figure that could not be drawn
+    is missing, and so is the earlier fit's version of it).
+    """
+    for name in FIT_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    written = []
+    for name in FIT_OUTPUTS:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+            written.append(name)
+    return written
+
+
+def _write_figures(result, data_path: str, group: str, out: Path) -> None:
+    """``ellipses.png`` and ``report.html``; a failure is a :class:`PlotWarning`.
+
+    The fit is finished when this runs: a plot that cannot be drawn must not lose it.
+    """
     from groupcov import plots
     from groupcov.report import write_report
 
+    source = Path(data_path).name
+    data = _plot_rows(data_path, group, result.features)
     groups = result.groups[:40]
-    if len(result.features) == 2:
-        fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
-    else:
-        features = result.features[: plots.PAIRS_MAX_FEATURES]  # the first ones
-        fig = plots.pairs(result, features, groups=groups, data=data, group_column=group)
-    fig.savefig(out / "ellipses.png", dpi=100)
-    write_report(result, out / "report.html", data=data, group_column=group, source=source,
-                 title=f"groupcov: {source}")
+    try:
+        if len(result.features) == 2:
+            fig = plots.ellipses(result, groups=groups, data=data, group_column=group)
+        else:
+            features = result.features[: plots.PAIRS_MAX_FEATURES]  # the first ones
+            fig = plots.pairs(result, features, groups=groups, data=data, group_column=group)
+        fig.savefig(out / "ellipses.png", dpi=100)
+    except Exception as err:  # any plotting failure
+        _plot_failed("ellipses.png", err)
+    title = f"groupcov: {source}"
+    try:
+        write_report(result, out / "report.html", data=data, group_column=group,
+                     source=source, title=title)
+        return
+    except Exception as err:
+        if data is None:
+            _plot_failed("report.html", err)
+            return
+        first = err
+    try:  # the data's plots may be what failed: the report without them
+        write_report(result, out / "report.html", source=source, title=title)
+        _plot_failed("the data in report.html", first)
+    except Exception as err:
+        _plot_failed("report.html", err)
+
+
+def _plot_failed(what: str, err: BaseException) -> None:
+    warnings.warn(
+        f"could not draw {what} ({type(err).__name__}: {_first_line(err)}); the posterior "
+        "and tables are complete (groupcov.plots and groupcov.report draw it from "
+        "posterior.nc)", PlotWarning, stacklevel=2,
+    )
 
 
 def _load_fit(path: str):
@@ -441,29 +577,60 @@ def _load_fit(path: str):
                          "`groupcov fit` or its posterior.nc")
     try:
         return GroupCovResult.load(p)
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, ValueError) as err:
         raise InputError(f"'{p}' is not a groupcov fit: {_first_line(err)}") from None
 
 
-def _write_table(df, out: str | None) -> None:
+def _write_table(df, out: Path | None) -> None:
+    """``df`` as CSV to ``out`` (checked by :func:`_out_file` before the work) or stdout."""
     if out is None:
         df.to_csv(sys.stdout, index=False)
         return
     path = Path(out)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"directory '{path.parent}' of --out does not exist")
     df.to_csv(path, index=False)
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    out = _out_file(args.out, "--out")
     result = _load_fit(args.fit)
     if args.classify is not None:
         table = _classify_rows(result, args.classify)
     else:
-        table = _predictive_rows(result, args.group, args.n, args.seed)
-    _write_table(table, args.out)
+        group, new = _predict_group(result, args.group, args.new_group)
+        table = _predictive_rows(result, group, args.n, args.seed, new_group=new)
+    _write_table(table, out)
     return 0
+
+
+def _check_new_group(result) -> None:
+    """A new group needs pooled or hierarchical means and covariance."""
+    spec = getattr(result, "spec", {})
+    unpooled = [f"--{k} unpooled" for k in ("means", "covariance") if spec.get(k) == "unpooled"]
+    if unpooled:
+        raise InputError(
+            f"--new-group: this fit was made with {' and '.join(unpooled)}, which says nothing "
+            "about a new group; refit with hierarchical or pooled instead, or pass --group "
+            "with one of the fit's groups"
+        )
+
+
+def _predict_group(result, group: str | None, new_group: bool) -> tuple[str | None, bool]:
+    """``(label, new)`` from ``--group G`` / ``--new-group``: unknown labels are an error.
+
+    ``--group new`` asks for a new group too, unless the fit has a group called ``new``.
+    """
+    labels = [str(g) for g in result.groups]
+    if new_group or (group == "new" and group not in labels):
+        _check_new_group(result)
+        return None, True
+    if group in labels:
+        return group, False
+    from groupcov.result import unknown_group_message
+
+    raise InputError(unknown_group_message(
+        group, result.groups, "; pass one of them to --group, or --new-group for rows of a "
+        "new group of the population"))
 
 
 def _classify_rows(result, path: str):
@@ -475,6 +642,7 @@ def _classify_rows(result, path: str):
             f"column(s) {missing} not found in '{path}'; the fit needs features "
             f"{result.features}"
         )
+    _check_numeric(data, result.features, path)
     with _report_warnings():
         probs = result.classify(data[result.features])
     table = probs.reset_index(drop=True)
@@ -483,21 +651,36 @@ def _classify_rows(result, path: str):
     return table
 
 
-def _predictive_rows(result, group: str, n: int, seed):
+def _check_numeric(data, features: Sequence[str], path: str) -> None:
+    """Feature columns of rows to classify must hold finite numbers or missing values."""
+    import numpy as np
+
+    for f in features:
+        column = data[f]
+        if column.dtype.kind not in "fiub":
+            example = column.dropna().iloc[0] if column.notna().any() else None
+            raise InputError(f"column '{f}' of '{path}' is not numeric (e.g. {example!r}); "
+                             "the features of rows to classify must be numbers")
+        if column.dtype.kind == "f" and np.isinf(column.to_numpy()).any():
+            raise InputError(f"column '{f}' of '{path}' has infinite values; replace or "
+                             "remove them")
+
+
+def _predictive_rows(result, group: str | None, n: int, seed, new_group: bool = False):
     """``n`` posterior predictive rows of ``group``, each from its own posterior draw.
 
-    A label that is not a group of the fit asks for a new group (hierarchical or
-    pooled modes).
+    ``new_group``: rows of a new group of the population (hierarchical or pooled
+    modes); ``group`` must otherwise be a group of the fit.
     """
     import numpy as np
     import pandas as pd
 
-    label = next((g for g in result.groups if str(g) == group), group)
     post = result.idata.posterior
     n_samples = post.sizes["chain"] * post.sizes["draw"]
     per_draw = -(-n // n_samples)
     with _report_warnings():
-        pp = result.predict(label, n=per_draw, random_seed=seed).posterior_predictive
+        pp = result.predict(group or "new", n=per_draw, random_seed=seed,
+                            new_group=new_group).posterior_predictive
     obs = pp["obs"].transpose("chain", "draw", "row", "feature").values
     chain, draw = np.meshgrid(pp["chain"].values, pp["draw"].values, indexing="ij")
     rows = obs.reshape(-1, obs.shape[-1])
@@ -527,16 +710,22 @@ def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | N
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from groupcov.comparison import compare
+    from groupcov.comparison import DEFAULT_CANDIDATES, compare
 
     candidates = _parse_candidates(args.candidates)
+    out = _out_file(args.out, "--out")
     _data_file(args.data)
-    features = _split_names(args.features)
-    if args.pointwise == "row":
-        data = read_table(args.data)
-    else:
-        with _report_warnings():
-            data = reduce_file(args.data, args.group, features)
+    with _report_warnings():
+        stats = reduce_file(args.data, args.group, _split_names(args.features))
+    if args.pointwise == "group" and stats.n_groups < 2:
+        raise InputError(
+            f"--pointwise group (leave one group out) needs at least two groups, but column "
+            f"'{args.group}' of the data has {stats.n_groups}; use --pointwise row"
+        )
+    _check_pooling(stats, args.group, candidates or DEFAULT_CANDIDATES, "--candidates")
+    features = list(stats.features)
+    # the rows, read as the statistics were: the same columns, labels and missing values
+    data = read_table(args.data, [args.group, *features]) if args.pointwise == "row" else stats
     kwargs = _sampling_kwargs(args)
     with _report_warnings():
         table = compare(data, group=args.group, features=features, candidates=candidates,
@@ -548,8 +737,15 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"note: the LOO estimate of '{name}' is unreliable (Pareto k above the "
                   "threshold for some points); more draws or --pointwise group may help")
     if args.out:
-        _write_table(table.rename_axis("model").reset_index(), args.out)
+        _write_table(table.rename_axis("model").reset_index(), out)
     return 0
+
+
+def _figure_types() -> list[str]:
+    """File name endings matplotlib can save a figure as (png, pdf, svg...)."""
+    from matplotlib.figure import Figure
+
+    return sorted(Figure().canvas.get_supported_filetypes())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -558,6 +754,7 @@ def _demo(args: argparse.Namespace) -> int:
     from groupcov.datasets import two_groups
     from groupcov.diagnostics import summarize
 
+    plot = _out_file(args.plot, "--plot", _figure_types())
     sim = two_groups(n_per_group=args.rows, seed=args.data_seed)
     print(
         f"Two groups, {args.rows} rows each, features x and y:\n"
@@ -566,14 +763,15 @@ def _demo(args: argparse.Namespace) -> int:
     )
     model = GroupCovModel(sim.data, group="group", features=sim.features)
     print(model)
-    result = model.fit(
-        sampler=args.sampler,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        random_seed=args.seed,
-        progressbar=False,
-    )
+    with _report_warnings():
+        result = model.fit(
+            sampler=args.sampler,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            progressbar=False,
+        )
     post = result.posterior
     summary = {
         name: summarize(
@@ -612,10 +810,7 @@ def _demo(args: argparse.Namespace) -> int:
     diag = result.diagnostics()
     print(
         f"\n{inside} of {len(rows)} true values inside their 94% intervals; "
-        f"max R-hat {diag.max_r_hat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"min tail ESS {diag.min_ess_tail:.0f}, {diag.divergences} divergences "
-        f"({diag.chains} chains x {diag.draws} draws, sampler "
-        f"{post.attrs.get('sampler')}); "
+        f"{_diagnostics_line(diag)[:-1]}, sampler {post.attrs.get('sampler')}); "
         f"{time.perf_counter() - start:.1f} s"
     )
     good = inside == len(rows) and diag.max_r_hat <= 1.01 and diag.divergences == 0
@@ -624,8 +819,8 @@ def _demo(args: argparse.Namespace) -> int:
         from groupcov import plots
 
         fig = plots.ellipses(result, data=sim.data, group_column="group", max_points=600)
-        fig.savefig(args.plot, dpi=110)
-        print(f"groupcov: wrote {args.plot}", file=sys.stderr)
+        fig.savefig(plot, dpi=110)
+        print(f"groupcov: wrote {plot}", file=sys.stderr)
     return 0 if good else 1
 
 
@@ -668,6 +863,12 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
                              "(default: every numeric column except --group)")
 
 
+def _traceback_arg(parser: argparse.ArgumentParser) -> None:
+    """``--traceback`` after the command name too (``groupcov fit ... --traceback``)."""
+    parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``groupcov`` command."""
     parser = _Parser(
@@ -676,7 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: groupcov fit data.csv --group species --features x y z --out fit/",
     )
     parser.add_argument("--traceback", action="store_true",
-                        help="show the full traceback of unexpected errors")
+                        help="show the full traceback of errors (also accepted after the "
+                             "command name)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = sub.add_parser(
@@ -701,6 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false",
                      help="one line per stage instead of a live bar")
     fit.add_argument("--quiet", action="store_true", help="no progress output")
+    _traceback_arg(fit)
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser(
@@ -708,14 +911,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw new rows of a group, or group probabilities of new rows",
         description="From a saved fit (the --out directory of `groupcov fit`, or its "
         "posterior.nc): draw rows from the posterior predictive distribution of a group "
-        "(--group G, or --group new for a new group), or give each row of a file the "
+        "(--group G, or --new-group for a new group), or give each row of a file the "
         "probability of belonging to each group (--classify FILE).",
     )
     predict.add_argument("fit", metavar="FIT", help="directory or posterior.nc of a fit")
     what = predict.add_mutually_exclusive_group(required=True)
     what.add_argument("--group", metavar="G",
-                      help="group to draw rows for; a label that is not in the fit (e.g. "
-                           "'new') draws from a new group of the population")
+                      help="group of the fit to draw rows for (an unknown label is an error "
+                           "that lists the groups)")
+    what.add_argument("--new-group", action="store_true",
+                      help="draw rows of a new group of the population (hierarchical or "
+                           "pooled fits); --group new does the same when no group of the fit "
+                           "is called 'new'")
     what.add_argument("--classify", metavar="FILE",
                       help="CSV or Parquet file of rows to classify")
     predict.add_argument("--n", type=_positive_int, default=100,
@@ -723,13 +930,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "while there are enough (default 100)")
     predict.add_argument("--seed", type=int, default=None, help="random seed")
     predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
+    _traceback_arg(predict)
     predict.set_defaults(func=_predict)
 
     compare = sub.add_parser(
         "compare",
-        help="compare pooling choices by leave-one-group-out LOO",
+        help="compare pooling choices by PSIS-LOO (leave one row or one group out)",
         description="Fit several pooling choices to DATA and rank them by their expected "
-        "log predictive density (leave-one-group-out LOO).",
+        "log predictive density, estimated by PSIS-LOO: leave one row out (--pointwise row, "
+        "the default: how well each choice predicts new rows of the groups) or leave one "
+        "group out (--pointwise group: how well it predicts a new group; needs at least "
+        "two groups). DATA is read as `groupcov fit` reads it.",
     )
     _data_args(compare)
     compare.add_argument(
@@ -742,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
              "out (predict a new group)")
     _sampling_args(compare)
     compare.add_argument("--out", metavar="FILE", help="also write the table to this CSV file")
+    _traceback_arg(compare)
     compare.set_defaults(func=_compare)
 
     demo = sub.add_parser(
@@ -749,17 +961,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate the two-group example, fit it and compare with the truth",
         description="Simulate two groups with known means and covariances, fit the "
         "default hierarchical model and print each true value beside its posterior "
-        "mean and 94%% interval.",
+        "mean and 94% interval.",
     )
-    demo.add_argument("--sampler", default=None, help="numpyro (default), nutpie or pymc")
-    demo.add_argument("--rows", type=int, default=1000, help="rows per group (default 1000)")
-    demo.add_argument("--draws", type=int, default=1000, help="draws per chain")
-    demo.add_argument("--tune", type=int, default=1000, help="warm-up steps per chain")
-    demo.add_argument("--chains", type=int, default=4, help="number of chains")
+    demo.add_argument("--sampler", choices=_SAMPLERS, default=None,
+                      help="NUTS back-end (default numpyro)")
+    demo.add_argument("--rows", type=_positive_int, default=1000,
+                      help="rows per group (default 1000)")
+    demo.add_argument("--draws", type=_positive_int, default=1000,
+                      help="draws per chain (default 1000)")
+    demo.add_argument("--tune", type=_nonnegative_int, default=1000,
+                      help="warm-up steps per chain (default 1000)")
+    demo.add_argument("--chains", type=_positive_int, default=4,
+                      help="number of chains (default 4)")
     demo.add_argument("--seed", type=int, default=1, help="sampler seed")
     demo.add_argument("--data-seed", type=int, default=20240601, help="simulation seed")
     demo.add_argument("--plot", metavar="PNG", default=None,
                       help="also save the covariance-ellipse plot of the fit to this file")
+    _traceback_arg(demo)
     demo.set_defaults(func=_demo)
     return parser
 
@@ -768,14 +986,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``groupcov`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    input_errors = _input_errors()
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("groupcov: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, ImportError, OSError) as err:
-        # DataError and InputError are ValueErrors: bad input, said in one line
-        print(f"groupcov {args.command}: error: {_first_line(err)}", file=sys.stderr)
+    except input_errors as err:
+        # deliberate: a path, option, file or column that cannot be used, said in one line
+        print(f"groupcov {args.command}: error: {flag_form(_first_line(err))}",
+              file=sys.stderr)
         if args.traceback:
             raise
         return 2
@@ -783,8 +1003,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         print(
-            f"groupcov {args.command}: failed: {type(err).__name__}: {_first_line(err)} "
-            "(run with --traceback for details)",
+            f"groupcov {args.command}: unexpected error: {type(err).__name__}: "
+            f"{_first_line(err)} (this is not a problem with the input that groupcov "
+            "recognized; run again with --traceback for details)",
             file=sys.stderr,
         )
         return 1

@@ -1,14 +1,17 @@
 """Posterior predictions: new rows of known and new groups, conditional normals, imputation.
 
-A *known* group's parameters are its posterior draws. A *new* group (a label the fit
-has not seen) draws its mean and covariance from the fitted population, once per
-posterior draw:
+A *known* group's parameters are its posterior draws. A *new* group (asked for with
+``new_group=True``; its label is only a name) draws its mean and covariance from the
+fitted population, once per posterior draw:
 
 - means ``"hierarchical"``: ``μ_new = μ_pop + μ_tau · z``; ``"pooled"``: ``μ_pop``;
 - covariance ``"hierarchical"``: ``σ_new = σ_pop · exp(sd_tau · z)`` per feature and
   canonical partial correlations ``tanh(atanh(cpc_pop) + corr_tau · e)``;
   ``"pooled"``: the shared covariance;
 - ``"unpooled"`` says nothing about a new group: asking for one is an error.
+
+A label that is not a group of the fit, without ``new_group=True``, is an error (a typo
+must not quietly turn into a new group).
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def _new_group(result: GroupCovResult, rng: np.random.Generator) -> tuple[np.nda
     return mu, cov
 
 
-def group_parameters(result: GroupCovResult, group, random_seed=None) -> GroupParameters:
+def group_parameters(result: GroupCovResult, group, random_seed=None, *,
+                     new_group: bool = False) -> GroupParameters:
     """Posterior draws of a group's mean and covariance; a new group's from the population.
 
     Parameters
@@ -137,16 +141,39 @@ def group_parameters(result: GroupCovResult, group, random_seed=None) -> GroupPa
     result : GroupCovResult
         The fit.
     group : hashable
-        A group label of the fit, or a new label (see the module description).
+        A group label of the fit; with ``new_group=True`` the name of a new group.
     random_seed : int or numpy.random.Generator, optional
         Seed of the draws of a new group's parameters.
+    new_group : bool
+        Draw a group the fit has not seen from the population (see the module
+        description) instead of one of the fit's groups.
 
     Returns
     -------
     GroupParameters
+
+    Raises
+    ------
+    KeyError
+        If ``group`` is not a group of the fit and ``new_group`` is false.
+    ValueError
+        If ``new_group`` is true and ``group`` is a group of the fit, or the fit's
+        modes say nothing about a new group.
     """
     post = result.idata.posterior
-    if group in result.groups:
+    known = _known_label(result, group)
+    if new_group and known is not None:
+        raise ValueError(
+            f"{str(group)!r} is a group of the fit; new_group=True draws a group the fit has not "
+            "seen: give it another name"
+        )
+    if not new_group and known is None:
+        from groupcov.result import unknown_group_message
+
+        raise KeyError(unknown_group_message(
+            group, result.groups, "; pass new_group=True to draw from a new group"))
+    if known is not None:
+        group = known
         sel = post[[n for n in ("mu", "cov", "sigma", "corr") if n in post]].sel(group=group)
         mu = sel["mu"].transpose("chain", "draw", "feature").values
         if "cov" in post:
@@ -161,6 +188,16 @@ def group_parameters(result: GroupCovResult, group, random_seed=None) -> GroupPa
     return GroupParameters(mu, cov, True)
 
 
+def _known_label(result: GroupCovResult, group):
+    """The fit's label equal to ``group`` (compared as given, then as text), or None."""
+    groups = result.groups
+    if any(group == g and type(group) is type(g) for g in groups):
+        return group
+    text = str(group)
+    matches = [g for g in groups if str(g) == text]
+    return matches[0] if len(matches) == 1 else None
+
+
 def _coords(result: GroupCovResult, extra: dict | None = None) -> dict:
     post = result.idata.posterior
     coords = {
@@ -173,7 +210,8 @@ def _coords(result: GroupCovResult, extra: dict | None = None) -> dict:
     return coords
 
 
-def predict(result: GroupCovResult, group, n: int = 100, random_seed=None) -> az.InferenceData:
+def predict(result: GroupCovResult, group, n: int = 100, random_seed=None, *,
+            new_group: bool = False) -> az.InferenceData:
     """Posterior predictive rows of a known or a new group.
 
     For each posterior draw ``s`` the group's ``(μ_s, Σ_s)`` is taken (for a new group,
@@ -184,11 +222,13 @@ def predict(result: GroupCovResult, group, n: int = 100, random_seed=None) -> az
     result : GroupCovResult
         The fit.
     group : hashable
-        A group label of the fit, or a new label (hierarchical or pooled modes only).
+        A group label of the fit; with ``new_group=True`` the name of the new group.
     n : int
         Rows per posterior draw.
     random_seed : int, optional
         Seed; the same seed gives the same rows.
+    new_group : bool
+        Rows of a new group of the population (hierarchical or pooled modes only).
 
     Returns
     -------
@@ -201,7 +241,7 @@ def predict(result: GroupCovResult, group, n: int = 100, random_seed=None) -> az
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     rng = np.random.default_rng(random_seed)
-    params = group_parameters(result, group, rng)
+    params = group_parameters(result, group, rng, new_group=new_group)
     chol = np.linalg.cholesky(params.cov)
     noise = rng.standard_normal((*params.mu.shape[:2], n, params.mu.shape[-1]))
     rows = params.mu[..., None, :] + np.einsum("cdij,cdnj->cdni", chol, noise)
@@ -269,6 +309,8 @@ def conditional(
     given: Mapping[str, float],
     hdi_prob: float = 0.94,
     random_seed=None,
+    *,
+    new_group: bool = False,
 ) -> Conditional:
     """Posterior of the other features of a group's row given some of its features.
 
@@ -281,13 +323,15 @@ def conditional(
     result : GroupCovResult
         The fit.
     group : hashable
-        A group of the fit, or a new label (hierarchical or pooled modes).
+        A group of the fit; with ``new_group=True`` the name of a new group.
     given : mapping
         Feature -> observed value, for at least one and not all features.
     hdi_prob : float
         Probability of the predictive interval in the summary.
     random_seed : int, optional
         Seed of the predictive draws (and of a new group's parameters).
+    new_group : bool
+        Condition a new group of the population (hierarchical or pooled modes).
 
     Returns
     -------
@@ -307,7 +351,7 @@ def conditional(
     a = np.array([j for j, f in enumerate(features) if f in given], dtype=int)
     b = np.array([j for j, f in enumerate(features) if f not in given], dtype=int)
     rng = np.random.default_rng(random_seed)
-    params = group_parameters(result, group, rng)
+    params = group_parameters(result, group, rng, new_group=new_group)
     mean, cov = _conditional_normal(params.mu, params.cov, a, b, x_a)
     mean = mean[..., 0, :]
     noise = rng.standard_normal(mean.shape)

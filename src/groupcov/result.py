@@ -94,6 +94,26 @@ class Diagnostics(NamedTuple):
         )
 
 
+def _plain(label):
+    """A NumPy string, integer, float or bool label as the Python value it holds."""
+    if isinstance(label, (np.str_, np.integer, np.floating, np.bool_)):
+        return label.item()
+    return label
+
+
+def unknown_group_message(group, groups, hint: str = "") -> str:
+    """``unknown group 'virginca'; the fit's groups are setosa, versicolor``.
+
+    Examples
+    --------
+    >>> unknown_group_message("virginca", ["setosa", "virginica"])
+    "unknown group 'virginca'; the fit's groups are setosa, virginica"
+    """
+    shown = ", ".join(str(_plain(g)) for g in list(groups)[:20])
+    more = f" (and {len(groups) - 20} more)" if len(groups) > 20 else ""
+    return f"unknown group {str(_plain(group))!r}; the fit's groups are {shown}{more}{hint}"
+
+
 class ConvergenceWarning(UserWarning):
     """A fit's chains disagree, diverged or mixed too little: its summaries may be
     wrong or noisy (:func:`sampling_problems`)."""
@@ -611,7 +631,7 @@ class GroupCovResult:
 
     def _posterior_mean(self, name: str, group) -> xr.DataArray:
         if group not in self.groups:
-            raise KeyError(f"unknown group {group!r}; groups are {self.groups}")
+            raise KeyError(unknown_group_message(group, self.groups))
         post = self.posterior
         if name in post:
             return post[name].sel(group=group).mean(("chain", "draw"))
@@ -731,11 +751,13 @@ class GroupCovResult:
 
     # --- using the posterior (groupcov.predict, groupcov.classify) -------------------------
 
-    def predict(self, group, n: int = 100, random_seed=None) -> az.InferenceData:
-        """Predictive rows of a known or new group; see :func:`groupcov.predict.predict`."""
+    def predict(self, group, n: int = 100, random_seed=None, *,
+                new_group: bool = False) -> az.InferenceData:
+        """Predictive rows of a group of the fit, or of a new group with ``new_group=True``;
+        see :func:`groupcov.predict.predict`."""
         from groupcov.predict import predict
 
-        return predict(self, group, n=n, random_seed=random_seed)
+        return predict(self, group, n=n, random_seed=random_seed, new_group=new_group)
 
     def classify(self, x, weights=None, **kwargs) -> pd.DataFrame:
         """Probability of each group for each row; see :func:`groupcov.classify.classify`."""

@@ -39,7 +39,7 @@ from groupcov.data.validate import (
 )
 from groupcov.stats import SufficientStats
 
-__all__ = ["open_path", "reduce_relation", "reduce_source"]
+__all__ = ["open_path", "read_rows", "reduce_relation", "reduce_source"]
 
 NUMERIC_TYPES = frozenset({
     "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
@@ -200,6 +200,65 @@ def renamed_columns(raw: Sequence[str], columns: Sequence[str]) -> list[str] | N
     if len({c.lower() for c in raw}) == len(raw):
         return None
     return [r or c for r, c in zip(raw, columns, strict=True)]
+
+
+def read_rows(
+    path: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    max_rows: int | None = None,
+    con=None,
+):
+    """Rows of a CSV or Parquet file (or glob) as a pandas DataFrame, read as
+    :func:`groupcov.data.reduce` reads them.
+
+    The reader is :func:`open_path`'s: the same delimiter detection, column types and
+    missing-value markers (:data:`NULL_STRINGS`), so a table read here has the columns,
+    group labels and missing values that the per-group statistics were computed from.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        CSV or Parquet file, or a glob pattern.
+    columns : sequence of str, optional
+        Columns to keep, in this order (default all).
+    max_rows : int, optional
+        Keep a reproducible random sample of at most this many rows.
+    con : duckdb.DuckDBPyConnection, optional
+        Connection that reads the file; default: a cursor on an in-memory database.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    DataError
+        If the file does not exist or cannot be read, or a column is not in it.
+    """
+    import duckdb
+
+    own = con is None
+    con = _default_connection() if own else con
+    try:
+        relation, source, _ = open_path(path, con)
+        names = list(relation.columns)
+        if columns is not None:
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataError(
+                    f"column(s) {missing} not found in {source}; available columns: {names}"
+                )
+            names = list(columns)
+        sql = f"SELECT {', '.join(_ident(c) for c in names)} FROM {VIEW}"
+        if max_rows is not None:
+            sql += f" USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (0)"
+        try:
+            return relation.query(VIEW, sql).df()
+        except duckdb.Error as error:
+            raise DataError(f"{source} could not be read ({_first_line(error)})") from None
+    finally:
+        if own:
+            con.close()
 
 
 def _raw_columns(path: str, kind: str, con) -> list[str]:
