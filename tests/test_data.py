@@ -666,7 +666,7 @@ def test_loaded_labels_are_plain_python_values(tmp_path):
     back = GroupCovResult.load(_result(["setosa", "versicolor"]).save(tmp_path))
     assert back.groups == ["setosa", "versicolor"]
     assert type(back.groups[0]) is str and type(back.stats.groups[0]) is str
-    with pytest.raises(KeyError, match=r"groups are \['setosa', 'versicolor'\]"):
+    with pytest.raises(KeyError, match=r"the fit's groups are setosa, versicolor"):
         back.mean("virginica")
     ints = GroupCovResult.load(_result([1, 2]).save(tmp_path / "ints.nc"))
     assert ints.groups == [1, 2] and type(ints.groups[0]) is int

@@ -240,22 +240,29 @@ def read_rows(
     own = con is None
     con = _default_connection() if own else con
     try:
-        relation, source, _ = open_path(path, con)
-        names = list(relation.columns)
+        relation, source, _, raw = open_path(path, con)
+        actual = list(relation.columns)
+        # the file's own names where DuckDB renamed some (x next to X reads as x_1)
+        own_names = list(raw) if raw is not None else actual
+        read_as = dict(zip(own_names, actual, strict=True))
+        names = own_names
         if columns is not None:
-            missing = [c for c in columns if c not in names]
+            missing = [c for c in columns if c not in read_as]
             if missing:
                 raise DataError(
-                    f"column(s) {missing} not found in {source}; available columns: {names}"
+                    f"column(s) {missing} not found in {source}; available columns: "
+                    f"{own_names}"
                 )
             names = list(columns)
-        sql = f"SELECT {', '.join(_ident(c) for c in names)} FROM {VIEW}"
+        sql = f"SELECT {', '.join(_ident(read_as[c]) for c in names)} FROM {VIEW}"
         if max_rows is not None:
             sql += f" USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (0)"
         try:
-            return relation.query(VIEW, sql).df()
+            frame = relation.query(VIEW, sql).df()
         except duckdb.Error as error:
             raise DataError(f"{source} could not be read ({_first_line(error)})") from None
+        frame.columns = names
+        return frame
     finally:
         if own:
             con.close()
