@@ -130,8 +130,12 @@ def _mixed_factor(root_w, factor):
 
 
 def _normal_eps_logp(value, loc, tau, estimate, variance, factor):
-    unwhiten, log_jac = conditional_whitening(loc, tau, estimate, variance, factor)
-    z = (unwhiten(value) - loc) / tau
+    _, log_jac = conditional_whitening(loc, tau, estimate, variance, factor)
+    one_minus_w, root_w, inv_total = _weights(tau, variance)
+    mixed = one_minus_w * value + root_w * _matvec(factor, root_w * value)
+    # (theta - loc) / tau, written out: through theta, a small tau loses eps to
+    # rounding (theta = centre to machine precision) and the density goes flat in eps
+    z = tau * inv_total * (estimate - loc) + pt.sqrt(variance * inv_total) * mixed
     elementwise = -0.5 * z**2 - pt.log(tau) - _HALF_LOG_2PI
     return pt.sum(elementwise, axis=-1) + log_jac
 

@@ -263,15 +263,18 @@ def _whitened_normal(eps, loc, tau, estimate, variance, factor):
     whitening.whitened_normal`): ``theta`` and the log density of ``eps``."""
     jnp = _jnp()
     inv_total = 1.0 / (tau**2 + variance)
-    one_minus_w, root_w = variance * inv_total, tau * jnp.sqrt(inv_total)
+    root_inv_total = jnp.sqrt(inv_total)
+    one_minus_w, root_w = variance * inv_total, tau * root_inv_total
     centre = estimate + one_minus_w * (loc - estimate)
     sd = jnp.sqrt(variance)
     mixed = one_minus_w * eps + root_w * _matvec(factor, root_w * eps)
     theta = centre + (root_w * sd) * mixed
     diag = jnp.diagonal(factor, axis1=-2, axis2=-1)
-    ratio = (variance + diag * tau**2) * inv_total * jnp.sqrt(inv_total)
+    ratio = (variance + diag * tau**2) * inv_total * root_inv_total
     log_jac = jnp.log(tau) + jnp.log(sd) + jnp.log(ratio)
-    z = (theta - loc) / tau
+    # (theta - loc) / tau, written out: through theta, a small tau loses eps to
+    # rounding (theta = centre to machine precision) and the density goes flat in eps
+    z = tau * inv_total * (estimate - loc) + (sd * root_inv_total) * mixed
     return theta, jnp.sum(-0.5 * z**2 - jnp.log(tau) - _HALF_LOG_2PI + log_jac)
 
 
