@@ -184,11 +184,20 @@ def test_whitening_factors_identity_without_information():
     )
     est = group_estimates(st)
     w = {"mu": mean_whitening(st, est), "cov": covariance_whitening(2, *covariance_estimates(est))}
-    np.testing.assert_allclose(w["mu"][0], np.eye(2))
     np.testing.assert_allclose(w["cov"][0], np.eye(3))
-    # group b: the means' correlation is the sample correlation
-    np.testing.assert_allclose((w["mu"][1] @ w["mu"][1].T)[0, 1], 0.75)
     assert np.abs(w["cov"][1] - np.eye(3)).max() > 0.05
+    # the means' correlation: each group's scatter plus 4 rows' worth of the pooled
+    # within-group covariance (2 rows perfectly correlated: mostly the pooled one;
+    # 200 rows: nearly the group's own 0.75)
+    pooled = st.scatter.sum(axis=0) / (1 + 199)
+    for g, own in enumerate(st.scatter):
+        shrunk = own + 4 * pooled
+        want = shrunk[0, 1] / np.sqrt(shrunk[0, 0] * shrunk[1, 1])
+        np.testing.assert_allclose((w["mu"][g] @ w["mu"][g].T)[0, 1], want, rtol=1e-12)
+    assert abs((w["mu"][1] @ w["mu"][1].T)[0, 1] - 0.75) < 0.002
+    # the means' sampling variances: the group's variance shrunk the same way
+    var_a = (np.diag(st.scatter[0]) + 4 * np.diag(pooled)) / (1 + 4)
+    np.testing.assert_allclose(est["mu"][1][0], var_a / 2, rtol=1e-12)
 
 
 def test_scaled_halfnormal_density_is_the_halfnormal_times_the_jacobian():
@@ -253,3 +262,42 @@ def test_log_tau_coordinates_shared_and_without_information():
     # no group informs tau: the prior alone (scale capped at 1), finite centre
     center, scale = log_tau_coordinates(np.zeros((3, 2)), np.full((3, 2), 1e100), 0.5)
     assert np.all(np.isfinite(center)) and np.all(scale <= 1.0)
+
+
+@pytest.mark.parametrize("tau", [1e-20, 1e-8, 0.3])
+def test_eps_density_stays_standard_normal_as_tau_vanishes(tau):
+    # as tau -> 0 theta equals its centre to machine precision; the density of eps must
+    # still be N(0, 1) (a density that went flat in eps trapped chains at tau ~ 1e-20)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from groupcov.distributions.whitening import _normal_eps_logp
+    from groupcov.model.density import _whitened_normal
+
+    loc, taus = np.array([0.3, -0.2, 0.1]), np.full(3, tau)
+    estimate = np.array([[0.5, 0.0, -1.0], [2.0, 0.4, 0.0]])
+    variance = np.array([[0.25, 1e100, 0.04], [0.5, 0.1, 1e100]])
+    factor = np.tile(np.linalg.cholesky([[1.0, 0.3, 0.0], [0.3, 1.0, 0.2],
+                                         [0.0, 0.2, 1.0]]), (2, 1, 1))
+    eps = np.array([[3.0, -5.0, 0.7], [-2.0, 4.0, 1.5]])
+
+    def jax_logp(e):
+        return float(_whitened_normal(e, loc, taus, estimate, variance, factor)[1])
+
+    def pymc_logp(e):
+        return float(_normal_eps_logp(pt.as_tensor(e), loc, taus, estimate, variance,
+                                      factor).sum().eval())
+
+    for logp in (jax_logp, pymc_logp):
+        change = logp(eps) - logp(np.zeros_like(eps))
+        if tau < 1e-6:  # w = 0: z is eps itself
+            np.testing.assert_allclose(change, -0.5 * np.sum(eps**2), rtol=1e-9)
+        else:  # against the density of theta times the Jacobian, computed directly
+            one_minus_w = variance / (tau**2 + variance)
+            root_w = tau / np.sqrt(tau**2 + variance)
+            mixed = one_minus_w * eps + root_w * np.einsum("gij,gj->gi", factor, root_w * eps)
+            centre = estimate + one_minus_w * (loc - estimate)
+            theta = centre + root_w * np.sqrt(variance) * mixed
+            want = (stats.norm.logpdf(theta, loc, tau).sum()
+                    - stats.norm.logpdf(centre, loc, tau).sum())
+            np.testing.assert_allclose(change, want, rtol=1e-9)

@@ -136,7 +136,11 @@ def group_estimates(z: SufficientStats) -> dict:
     with np.errstate(invalid="ignore"):
         var = sum_sq * _positive_inverse(count - 1.0)
     usable = np.isfinite(var) & (var > 0)
-    v_mu = np.where(usable, var, 1.0) * _positive_inverse(count)
+    # a mean's sampling variance from the group's variance shrunk toward the pooled one
+    # (a few rows estimate a variance badly, and the whitening built on it then misfits)
+    k = pseudo_rows(p)
+    pooled = _pooled_variance(count, sum_sq)
+    v_mu = (sum_sq + k * pooled) / (np.maximum(count - 1.0, 0.0) + k) * _positive_inverse(count)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_sd = np.where(usable, 0.5 * np.log(np.where(usable, var, 1.0)), 0.0)
     v_sd = np.where(usable, _positive_inverse(2.0 * (count - 1.0)), np.inf)
@@ -257,7 +261,9 @@ def covariance_estimates(est: dict) -> tuple[np.ndarray, np.ndarray]:
 def mean_whitening(z: SufficientStats, est: dict) -> np.ndarray:
     """Cholesky factors ``(G, p, p)`` of the correlation of each group's estimated means.
 
-    That is the group's sample correlation matrix; identity where a group has too few
+    That is the correlation of the group's scatter plus :func:`pseudo_rows` rows' worth
+    of the pooled within-group covariance (the group's sample correlation when it has
+    many rows, near the pooled one when it has a few); identity where a group has no
     rows or a feature without variance.
 
     Examples
@@ -268,7 +274,26 @@ def mean_whitening(z: SufficientStats, est: dict) -> np.ndarray:
     >>> np.round(f[0] @ f[0].T, 12)[0, 1].tolist()
     0.5
     """
-    return _correlation_cholesky(z.scatter, np.all(np.isfinite(est["mu"][1]), axis=-1))
+    k = pseudo_rows(z.n_features)
+    dof = np.maximum(z.n - 1.0, 0.0).sum()
+    pooled = z.scatter.sum(axis=0) / dof if dof > 0 else np.eye(z.n_features)
+    shrunk = z.scatter + k * pooled  # the same shrinkage as the means' variances
+    return _correlation_cholesky(shrunk, np.all(np.isfinite(est["mu"][1]), axis=-1))
+
+
+def pseudo_rows(p: int) -> int:
+    """Rows' worth of the pooled within-group covariance added to a group's own scatter
+    where its means are whitened (``p + 2``: negligible beside large groups, most of the
+    estimate for groups of a few rows)."""
+    return p + 2
+
+
+def _pooled_variance(count: np.ndarray, sum_sq: np.ndarray) -> np.ndarray:
+    """Pooled within-group variance of each feature ``(p,)`` (1 where nothing varies)."""
+    dof = np.maximum(count - 1.0, 0.0).sum(axis=0)
+    total = sum_sq.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((dof > 0) & (total > 0), total / np.where(dof > 0, dof, 1.0), 1.0)
 
 
 def covariance_whitening(p: int, estimate: np.ndarray, variance: np.ndarray) -> np.ndarray:
