@@ -397,12 +397,16 @@ def test_group_estimates_infinite_variance_for_tiny_groups():
     # n <= 1: no sd or correlation estimate
     assert np.all(np.isinf(v_sd[:2]))
     assert np.all(np.isinf(v_corr[:2]))
-    # a single row still estimates the mean, with the pooled (unit) variance
-    np.testing.assert_allclose(v_mu[1], 1.0)
+    # var(mean) = s^2 / n, with s^2 the group's variance shrunk toward the pooled one by
+    # p + 2 rows' worth; a single row estimates the mean with the pooled variance
+    diag = np.diagonal(scatter, axis1=1, axis2=2)
+    pooled = diag.sum(axis=0) / np.maximum(n - 1.0, 0.0).sum()
+    np.testing.assert_allclose(v_mu[1], pooled, rtol=1e-14)
     np.testing.assert_allclose(mu[1], mean[1])
-    # n >= 2: var(mean) = s^2 / n and var(log sd) = 1 / (2 (n - 1))
-    var = np.diagonal(scatter[2:], axis1=1, axis2=2) / (n[2:, None] - 1.0)
-    np.testing.assert_allclose(v_mu[2:], var / n[2:, None], rtol=1e-14)
+    shrunk = (diag[2:] + (p + 2) * pooled) / (n[2:, None] - 1.0 + p + 2)
+    np.testing.assert_allclose(v_mu[2:], shrunk / n[2:, None], rtol=1e-14)
+    # var(log sd) = 1 / (2 (n - 1)), log sd from the group's own variance
+    var = diag[2:] / (n[2:, None] - 1.0)
     np.testing.assert_allclose(log_sd[2:], 0.5 * np.log(var), rtol=1e-14)
     np.testing.assert_allclose(v_sd[2:], np.broadcast_to(1.0 / (2.0 * (n[2:, None] - 1.0)),
                                                          (4, p)), rtol=1e-14)
