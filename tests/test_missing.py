@@ -255,3 +255,23 @@ def test_jax_log_likelihood_unrolled_or_not_equals_numpy(p):
     jax.config.update("jax_enable_x64", True)
     got = jax.jit(lambda m, c: group_log_likelihood(st, m, c, xp=jnp))(mu, cov)
     np.testing.assert_allclose(np.asarray(got), group_log_likelihood(st, mu, cov), rtol=1e-10)
+
+
+def test_a_feature_a_group_never_observes_is_named():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame(rng.normal(size=(150, 3)), columns=list("xyz"))
+    df["g"] = np.repeat(["A", "B", "C"], 50)
+    df.loc[df.g == "C", "z"] = np.nan
+    # in group B, x and y are never observed in the same row
+    df.loc[(df.g == "B") & (np.arange(150) % 2 == 0), "x"] = np.nan
+    df.loc[(df.g == "B") & (np.arange(150) % 2 == 1), "y"] = np.nan
+    with pytest.warns(MissingValuesWarning) as record:
+        groupcov.GroupCovModel(df, group="g", features=list("xyz"))
+    (message,) = [str(w.message) for w in record if w.category is MissingValuesWarning]
+    assert "group 'C' has no observed value of z: its z mean, sd and correlations" in message
+    assert "group 'B' never observes x-y in the same row" in message
+    assert "group 'A'" not in message
+    from groupcov.api import never_observed
+
+    complete = groupcov.reduce(df.dropna(), "g", list("xyz"))
+    assert never_observed(complete) == []

@@ -318,3 +318,20 @@ def test_band_quantiles_equal_numpy_nanquantile():
             warnings.simplefilter("ignore", RuntimeWarning)
             expected = np.nanquantile(t, q, axis=0)
         np.testing.assert_allclose(_column_quantile(t, q), expected, rtol=1e-14, equal_nan=True)
+
+
+def test_shrinkage_of_one_feature_defaults_to_the_sds():
+    import warnings
+
+    import groupcov
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 30), "v": rng.normal(size=90)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
+            draws=50, tune=50, chains=1, random_seed=0, progressbar=False)
+    fig = plots.shrinkage(result)
+    assert [ax.get_title() for ax in fig.axes if ax.axison] == ["sigma[v]"]
+    with pytest.raises(ValueError, match="use parameter='mu' or 'sigma'"):
+        plots.shrinkage(result, parameter="corr")

@@ -64,6 +64,15 @@ def test_pipeline_and_cross_val_score(iris):
     assert cross_val_score(pipe, x, y, cv=cv).mean() > 0.93
 
 
+def test_sampler_kwargs_pass_through_and_own_parameters_are_named(iris):
+    x, y = iris
+    with pytest.raises(ValueError, match=r"sampler_kwargs sets \['draws'\]"):
+        BayesianQDA(**FAST, sampler_kwargs={"draws": 10}).fit(x, y)
+    # progressbar may be set there (the estimator's default is off)
+    clf = BayesianQDA(**FAST, sampler_kwargs={"progressbar": False, "target_accept": 0.95})
+    assert clf.fit(x, y).result_.posterior.attrs["target_accept"] == 0.95
+
+
 def test_one_class_is_an_error(iris):
     x, _ = iris
     with pytest.raises(ValueError, match="two classes"):

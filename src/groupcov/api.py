@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
+
 from groupcov.data import DataError, reduce
 from groupcov.data.validate import check_label_types, warn_many_features
 from groupcov.inference import run_sampler, sample_structure
@@ -68,7 +70,56 @@ def describe_missing(stats: SufficientStats) -> str | None:
             f"{n_empty} row{' has' if n_empty == 1 else 's have'} no observed feature and "
             "carr" + ("ies" if n_empty == 1 else "y") + " no information"
         )
+    parts += never_observed(stats)
     return "; ".join(parts)
+
+
+def never_observed(stats: SufficientStats, most: int = 5) -> list[str]:
+    """Sentences naming groups that have rows but never observe a feature, or never
+    observe two features together: their estimates of those come from the other groups
+    (hierarchical modes) or the prior alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> st = SufficientStats.from_cells(
+    ...     ("a", "b"), ("x", "y"), np.array([0, 1]), np.array([[1, 1], [1, 0]], bool),
+    ...     np.array([5, 4]), np.zeros((2, 2)), np.zeros((2, 2, 2)))
+    >>> never_observed(st)[0][:58]
+    "group 'b' has no observed value of y: its y mean, sd and c"
+    """
+    count, _, _ = stats.available()
+    has_rows = stats.rows_per_group() > 0
+    out = []
+    for g in np.flatnonzero(has_rows & (count == 0).any(axis=1))[:most]:
+        names = [f for f, c in zip(stats.features, count[g], strict=True) if c == 0]
+        listed = ", ".join(names)
+        out.append(
+            f"group {_label(stats.groups[g])} has no observed value of {listed}: its "
+            f"{listed} mean, sd and correlations come from the other groups (hierarchical "
+            "modes) or the prior alone, not from its rows"
+        )
+    p = stats.n_features
+    if p > 1:
+        cells = stats.incomplete
+        both = np.broadcast_to(stats.n[:, None, None], (stats.n_groups, p, p)).astype(float)
+        if cells.n_cells:
+            joint = cells.observed[:, :, None] & cells.observed[:, None, :]
+            np.add.at(both, cells.group, joint * cells.n[:, None, None])
+        rows, cols = np.triu_indices(p, 1)
+        lonely = (both[:, rows, cols] == 0) & (count[:, rows] > 0) & (count[:, cols] > 0)
+        for g in np.flatnonzero(lonely.any(axis=1))[:most]:
+            pairs = ", ".join(f"{stats.features[rows[k]]}-{stats.features[cols[k]]}"
+                              for k in np.flatnonzero(lonely[g]))
+            out.append(
+                f"group {_label(stats.groups[g])} never observes {pairs} in the same row: "
+                "their correlation there comes from the other groups or the prior alone"
+            )
+    return out
+
+
+def _label(value) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 class GroupCovModel:

@@ -576,7 +576,7 @@ def shrinkage(
     result,
     unpooled=None,
     *,
-    parameter: str = "corr",
+    parameter: str | None = None,
     groups: Sequence | None = None,
     features: Sequence[str] | None = None,
     ncols: int = 4,
@@ -595,9 +595,9 @@ def shrinkage(
         A fit of the same data with ``"unpooled"`` modes; its posterior means are the
         left-hand values. Without it, each group's sample estimates (from
         ``result.stats``) are used.
-    parameter : {"corr", "mu", "sigma"}
+    parameter : {"corr", "mu", "sigma"}, optional
         Which estimates to show; one panel per feature (``mu``, ``sigma``) or per
-        feature pair (``corr``).
+        feature pair (``corr``). Default ``"corr"``, or ``"sigma"`` with one feature.
     groups : sequence, optional
         Groups to show (default all).
     features : sequence of str, optional
@@ -609,11 +609,14 @@ def shrinkage(
     -------
     matplotlib.figure.Figure
     """
+    if parameter is None:
+        parameter = "corr" if len(result.features) > 1 else "sigma"
     if parameter not in _POPULATION:
         raise ValueError(f"parameter= must be one of {list(_POPULATION)}, not {parameter!r}")
     entries = _entries(result, parameter, features)
     if not entries:
-        raise ValueError("a correlation needs two features; this result has one")
+        raise ValueError("a correlation needs two features; this result has one: use "
+                         "parameter='mu' or 'sigma'")
     groups = _select_groups(result, groups)
     colors = _colors(result.groups)
     post = result.idata.posterior

@@ -273,12 +273,19 @@ def _section_data(result) -> str:
         f"{int(total_rows.sum()):,} rows, {int(st.n.sum()):,} with every feature observed.</p>"
     ]
     if n_missing:
-        lines.append(
-            f'<div class="box warning">{n_missing:,} missing feature values in '
-            f"{int((total_rows - st.n).sum()):,} rows: each row contributes the likelihood of "
-            f"its observed features; {int(empty.sum()):,} rows with no feature observed carry "
-            "no information.</div>"
+        from groupcov.api import never_observed
+
+        empty_rows = int(empty.sum())
+        text = (
+            f"{n_missing:,} missing feature values in {int((total_rows - st.n).sum()):,} "
+            "rows: each row contributes the likelihood of its observed features"
+            + (f"; {empty_rows:,} rows with no feature observed carry no information"
+               if empty_rows else "") + "."
         )
+        unseen = never_observed(st)
+        if unseen:
+            text += "<ul>" + "".join(f"<li>{_esc(u)}</li>" for u in unseen) + "</ul>"
+        lines.append(f'<div class="box warning">{text}</div>')
     else:
         lines.append("<p>Missing values: none.</p>")
     header = ["group", "rows", "complete rows"] + [f"missing {f}" for f in feats]

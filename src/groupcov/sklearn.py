@@ -123,9 +123,17 @@ class BayesianQDA(ClassifierMixin, BaseEstimator):
             frame, group=_CLASS, features=features, means=self.means,
             covariance=self.covariance, priors=self.priors,
         )
+        extra = dict(self.sampler_kwargs or {})
+        own = {"sampler", "draws", "tune", "chains", "random_seed"} & set(extra)
+        if own:
+            raise ValueError(
+                f"sampler_kwargs sets {sorted(own)}, which are BayesianQDA's own parameters; "
+                "set them on the estimator instead (e.g. BayesianQDA(draws=...))"
+            )
+        extra.setdefault("progressbar", False)
         self.result_ = model.fit(
             sampler=self.sampler, draws=self.draws, tune=self.tune, chains=self.chains,
-            random_seed=self.random_seed, progressbar=False, **(self.sampler_kwargs or {}),
+            random_seed=self.random_seed, **extra,
         )
         self.classes_ = classes
         return self
