@@ -20,7 +20,7 @@ from groupcov.model.inputs import (
 )
 from groupcov.model.priors import Priors
 from groupcov.result import ConvergenceWarning, GroupCovResult, sampling_problems
-from groupcov.stats import Standardization, SufficientStats
+from groupcov.stats import Standardization, SufficientStats, plain_label
 
 __all__ = ["FEW_GROUPS", "GroupCovModel", "MissingValuesWarning"]
 
@@ -95,7 +95,7 @@ def never_observed(stats: SufficientStats, most: int = 5) -> list[str]:
         names = [f for f, c in zip(stats.features, count[g], strict=True) if c == 0]
         listed = ", ".join(names)
         out.append(
-            f"group {_label(stats.groups[g])} has no observed value of {listed}: its "
+            f"group {plain_label(stats.groups[g])!r} has no observed value of {listed}: its "
             f"{listed} mean, sd and correlations come from the other groups (hierarchical "
             "modes) or the prior alone, not from its rows"
         )
@@ -112,14 +112,11 @@ def never_observed(stats: SufficientStats, most: int = 5) -> list[str]:
             pairs = ", ".join(f"{stats.features[rows[k]]}-{stats.features[cols[k]]}"
                               for k in np.flatnonzero(lonely[g]))
             out.append(
-                f"group {_label(stats.groups[g])} never observes {pairs} in the same row: "
+                f"group {plain_label(stats.groups[g])!r} never observes {pairs} in the same row: "
                 "their correlation there comes from the other groups or the prior alone"
             )
     return out
 
-
-def _label(value) -> str:
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 class GroupCovModel:

@@ -21,6 +21,7 @@ from groupcov.stats import (
     SufficientStats,
     decode_labels,
     encode_labels,
+    plain_label,
     scatter_root,
 )
 
@@ -94,13 +95,6 @@ class Diagnostics(NamedTuple):
         )
 
 
-def _plain(label):
-    """A NumPy string, integer, float or bool label as the Python value it holds."""
-    if isinstance(label, (np.str_, np.integer, np.floating, np.bool_)):
-        return label.item()
-    return label
-
-
 def unknown_group_message(group, groups, hint: str = "") -> str:
     """``unknown group 'virginca'; the fit's groups are setosa, versicolor``.
 
@@ -109,9 +103,9 @@ def unknown_group_message(group, groups, hint: str = "") -> str:
     >>> unknown_group_message("virginca", ["setosa", "virginica"])
     "unknown group 'virginca'; the fit's groups are setosa, virginica"
     """
-    shown = ", ".join(str(_plain(g)) for g in list(groups)[:20])
+    shown = ", ".join(str(plain_label(g)) for g in list(groups)[:20])
     more = f" (and {len(groups) - 20} more)" if len(groups) > 20 else ""
-    return f"unknown group {str(_plain(group))!r}; the fit's groups are {shown}{more}{hint}"
+    return f"unknown group {str(plain_label(group))!r}; the fit's groups are {shown}{more}{hint}"
 
 
 class ConvergenceWarning(UserWarning):

@@ -18,6 +18,7 @@ __all__ = [
     "encode_labels",
     "label_type",
     "pack_suffstats",
+    "plain_label",
     "scatter_root",
 ]
 
@@ -622,6 +623,19 @@ _FORMAT = "groupcov.SufficientStats"
 _FORMAT_VERSION = 1
 _LABEL_TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
 _LABEL_CONVERT = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def plain_label(label):
+    """A NumPy string, integer, float or bool label as the Python value it holds.
+
+    Examples
+    --------
+    >>> plain_label(np.str_("setosa")), plain_label(np.int64(3))
+    ('setosa', 3)
+    """
+    if isinstance(label, (np.str_, np.integer, np.floating, np.bool_)):
+        return label.item()
+    return label
 
 
 def label_type(label) -> str | None:

@@ -21,7 +21,7 @@ from groupcov.model.centering import (
     mean_whitening,
 )
 from groupcov.model.priors import Priors
-from groupcov.stats import Standardization, SufficientStats, pack_suffstats
+from groupcov.stats import Standardization, SufficientStats, pack_suffstats, plain_label
 
 __all__ = [
     "DATA_DIMS",
@@ -125,7 +125,7 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
         if covariance == "pooled":
             where.append(f"{what} within every group")
             continue
-        labels = [_label(stats.groups[g]) for g in groups]
+        labels = [repr(plain_label(stats.groups[g])) for g in groups]
         shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5
                                          else "")
         where.append(f"{what} in group{'s' if len(labels) > 1 else ''} {shown}")
@@ -148,10 +148,6 @@ def _pooled_is_regular(stats: SufficientStats, group: str) -> bool:
         return False
     return True
 
-
-def _label(value) -> str:
-    """A group label as a user wrote it (``'b'``, ``3``), not as NumPy prints it."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def coords_for(stats: SufficientStats) -> dict:
