@@ -335,3 +335,19 @@ def test_shrinkage_of_one_feature_defaults_to_the_sds():
     assert [ax.get_title() for ax in fig.axes if ax.axison] == ["sigma[v]"]
     with pytest.raises(ValueError, match="use parameter='mu' or 'sigma'"):
         plots.shrinkage(result, parameter="corr")
+
+
+def test_pairs_of_one_feature_is_titled_as_densities():
+    import warnings
+
+    import groupcov
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(["a", "b"], 30), "v": rng.normal(size=60)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
+            draws=50, tune=50, chains=1, random_seed=0, progressbar=False)
+    fig = plots.pairs(result, data=df, group_column="g")
+    assert fig.get_suptitle() == "Posterior normal density of each group"
+    assert fig.get_size_inches()[0] == 5.0

@@ -371,7 +371,8 @@ def pairs(
     colors = _colors(result.groups)
     k = len(features)
     size = max(2.4, min(3.2, 12.0 / k))
-    fig = Figure(figsize=(size * k + 1.2, size * k), layout="constrained")
+    width = size * k + 1.2 if k > 1 else 5.0
+    fig = Figure(figsize=(width, size * k), layout="constrained")
     axes = np.atleast_2d(fig.subplots(k, k, squeeze=False))
     post = result.idata.posterior
     for r in range(k):
@@ -395,6 +396,9 @@ def pairs(
         handles = [axes[0, 0].lines[i] for i in range(len(groups))]
         fig.legend(handles, [str(g) for g in groups], title="group", loc="outside right upper",
                    fontsize="small")
+    if k == 1:  # one feature: densities only, a narrow figure
+        fig.suptitle("Posterior normal density of each group", fontsize="medium")
+        return fig
     what = f"{mass:.0%} ellipses" + (f", {band:.0%} posterior band" if band else "")
     fig.suptitle(f"Posterior covariance ellipses ({what})", fontsize="medium")
     return fig

@@ -490,10 +490,15 @@ def _section_plots(result, data, group_column, unpooled, max_groups: int) -> str
         fig = plots.ellipses(result, groups=groups, data=data, group_column=group_column)
     else:
         fig = plots.pairs(result, shown, groups=groups, data=data, group_column=group_column)
-    parts.append(_png_tag(fig, "covariance ellipses",
-                          "Each group's 90% ellipse at its posterior mean covariance; the band "
-                          "spans 94% of the ellipses of posterior draws."
-                          + (" Points: the data." if data is not None else "")
+    caption = (
+        "Each group's 90% ellipse at its posterior mean covariance; the band spans 94% of "
+        "the ellipses of posterior draws." if len(feats) > 1 else
+        "Each group's normal density at its posterior mean and standard deviation."
+    )
+    parts.append(_png_tag(fig, "covariance ellipses" if len(feats) > 1 else "densities",
+                          caption
+                          + (" Points: the data." if data is not None and len(feats) > 1
+                             else " Bars: the data." if data is not None else "")
                           + (subset + " groupcov.plots.pairs(result, features=[...]) draws "
                              "others." if subset else "")))
     if len(feats) > 1:
