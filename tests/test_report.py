@@ -12,6 +12,7 @@ import warnings
 import arviz as az
 import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -315,3 +316,18 @@ def test_browser_check_catches_broken_pages(tmp_path):
     assert any("undefined_function" in e for e in status["errors"])
     assert console
     assert _ink(img) < 0.001
+
+
+def test_one_feature_report_has_no_empty_correlation_row():
+    from groupcov.report import variable_diagnostics
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"g": np.repeat(["a", "b"], 30), "v": rng.normal(size=60)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
+            draws=100, tune=100, chains=2, random_seed=0, progressbar=False)
+    names = [v.name for v in variable_diagnostics(result)]
+    assert "corr" not in names and {"mu", "sigma"} <= set(names)
+    assert all(np.isfinite(v.max_r_hat) for v in variable_diagnostics(result))
+    assert "1 feature (v)" in render_report(result)

@@ -114,7 +114,10 @@ def variable_diagnostics(result) -> list[VariableDiagnostics]:
     """
     from groupcov.result import worst_convergence
 
-    per_variable = result.convergence()
+    # variables with no free quantity (corr of one feature) have nothing to diagnose
+    per_variable = {
+        name: d for name, d in result.convergence().items() if np.size(d["r_hat"])
+    }
     out = [
         VariableDiagnostics(v, *worst_convergence(per_variable, [v]))
         for v in _REPORTED
@@ -269,7 +272,8 @@ def _section_data(result) -> str:
     feats = list(result.features)
     n_missing = int(missing.sum())
     lines = [
-        f"<p>{st.n_groups} groups · {len(feats)} features ({_esc(', '.join(feats))}) · "
+        f"<p>{st.n_groups} group{'s' if st.n_groups != 1 else ''} · {len(feats)} "
+        f"feature{'s' if len(feats) != 1 else ''} ({_esc(', '.join(feats))}) · "
         f"{int(total_rows.sum()):,} rows, {int(st.n.sum()):,} with every feature observed.</p>"
     ]
     if n_missing:
