@@ -34,6 +34,7 @@ from groupcov.data.validate import (
     check_unique_columns,
     default_features,
     infinite_error,
+    is_range_of_rows,
     missing_labels_error,
     no_rows_error,
     non_numeric_error,
@@ -175,8 +176,7 @@ def _is_row_index(ddf, column: str) -> bool:
         values.size, values.count(), values.min(), values.max(), values.sum(),
         (values.astype("float64") ** 2).sum(),
     )
-    return (n > 0 and k == n and lo == 0 and hi == n - 1 and total == n * (n - 1) // 2
-            and squares == (n - 1) * n * (2 * n - 1) // 6)
+    return is_range_of_rows(n, k, lo, hi, total, squares)
 
 
 def _column_kinds(ddf, group: str) -> list[ColumnKind]:

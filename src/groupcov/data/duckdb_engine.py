@@ -31,6 +31,7 @@ from groupcov.data.validate import (
     check_unique_columns,
     default_features,
     infinite_error,
+    is_range_of_rows,
     missing_labels_error,
     no_rows_error,
     non_numeric_error,
@@ -524,9 +525,7 @@ def _is_row_index(relation, column: str) -> bool:
     n, k = int(row["n"][0]), int(row["k"][0])
     if n == 0 or k != n:
         return False
-    lo, hi, total, squares = (int(row[key][0]) for key in ("lo", "hi", "s", "q"))
-    return (lo == 0 and hi == n - 1 and total == n * (n - 1) // 2
-            and squares == (n - 1) * n * (2 * n - 1) // 6)
+    return is_range_of_rows(n, k, *(int(row[key][0]) for key in ("lo", "hi", "s", "q")))
 
 
 def _column_kinds(relation, names: Sequence[str], types: dict, group: str) -> list:

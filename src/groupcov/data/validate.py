@@ -74,6 +74,14 @@ INDEX_NAMES = ("", "Unnamed: 0", "column0", "__index_level_0__")
 index that ``DataFrame.to_csv`` and ``to_parquet`` write as a leading column."""
 
 
+def is_range_of_rows(n: int, count: int, lo, hi, total, squares) -> bool:
+    """Whether a column's count, range, sum and sum of squares are those of each of
+    ``0..n-1`` once (how engines that cannot sort a column cheaply recognize a written
+    row index)."""
+    return (n > 0 and count == n and lo == 0 and hi == n - 1
+            and total == n * (n - 1) // 2 and squares == (n - 1) * n * (2 * n - 1) // 6)
+
+
 def _package_stacklevel() -> int:
     """Stack level of the first frame outside groupcov, as seen from the caller."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
