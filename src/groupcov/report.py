@@ -317,15 +317,15 @@ def _section_diagnostics(result) -> str:
     if d.divergences:
         problems.append(f"{d.divergences} divergent transitions ({d.divergences / total:.1%} "
                         "of draws): the sampler missed part of the posterior")
-    stats = result.sample_stats
-    if stats is not None and "reached_max_treedepth" in stats:
-        stopped = int(stats["reached_max_treedepth"].values.sum())
-        if stopped:
-            problems.append(
-                f"{stopped} of {total:,} draws stopped at the sampler's maximum tree depth "
-                "before a U-turn: it moves slowly through this posterior (very different "
-                "scales or strong correlations)"
-            )
+    from groupcov.result import stopped_at_max_depth
+
+    stopped = stopped_at_max_depth(result.sample_stats)
+    if stopped:
+        problems.append(
+            f"{stopped} of {total:,} draws stopped at the sampler's maximum tree depth "
+            "before a U-turn: it moves slowly through this posterior (very different "
+            "scales or strong correlations)"
+        )
     if problems:
         box = (
             '<div class="box warning"><b>Warning: the sampler diagnostics are not good.</b>'

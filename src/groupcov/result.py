@@ -34,6 +34,7 @@ __all__ = [
     "GroupCovResult",
     "group_log_likelihood",
     "stats_from_constant_data",
+    "stopped_at_max_depth",
     "variable_convergence",
     "worst_convergence",
 ]
@@ -121,6 +122,13 @@ MIN_DRAWS_TO_CHECK = 100
 MIN_ESS_PER_CHAIN = 100
 
 
+def stopped_at_max_depth(sample_stats: xr.Dataset | None) -> int:
+    """Draws whose NUTS tree reached the maximum depth (0 where not recorded)."""
+    if sample_stats is None or "reached_max_treedepth" not in sample_stats:
+        return 0
+    return int(sample_stats["reached_max_treedepth"].values.sum())
+
+
 def sampling_problems(
     sample_stats: xr.Dataset | None, posterior: xr.Dataset | None = None
 ) -> list[str]:
@@ -172,15 +180,14 @@ def sampling_problems(
                 "a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on "
                 "the command line)"
             )
-    if "reached_max_treedepth" in sample_stats:
-        n = int(sample_stats["reached_max_treedepth"].values.sum())
-        if n:
-            total = int(sample_stats["reached_max_treedepth"].size)
-            problems.append(
-                f"{n} of {total} draws stopped at the maximum tree depth before a U-turn: "
-                "the sampler is inefficient there (very different scales or strong "
-                "correlations in the posterior); the draws are valid but mix slowly"
-            )
+    n = stopped_at_max_depth(sample_stats)
+    if n:
+        total = int(sample_stats["reached_max_treedepth"].size)
+        problems.append(
+            f"{n} of {total} draws stopped at the maximum tree depth before a U-turn: "
+            "the sampler is inefficient there (very different scales or strong "
+            "correlations in the posterior); the draws are valid but mix slowly"
+        )
     chains = sample_stats.sizes.get("chain", 1)
     draws = sample_stats.sizes.get("draw", 0)
     quantities = {}
