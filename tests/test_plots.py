@@ -1,5 +1,6 @@
 """Plots: geometry against independent oracles on hand-made posteriors (no sampling)."""
 
+import functools
 import io
 import sys
 
@@ -320,7 +321,9 @@ def test_band_quantiles_equal_numpy_nanquantile():
         np.testing.assert_allclose(_column_quantile(t, q), expected, rtol=1e-14, equal_nan=True)
 
 
-def test_shrinkage_of_one_feature_defaults_to_the_sds():
+@functools.cache
+def one_feature_fit():
+    """A short hierarchical fit of one feature over three groups, and its rows."""
     import warnings
 
     import groupcov
@@ -330,7 +333,12 @@ def test_shrinkage_of_one_feature_defaults_to_the_sds():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
-            draws=50, tune=50, chains=1, random_seed=0, progressbar=False)
+            draws=100, tune=100, chains=2, random_seed=0, progressbar=False)
+    return result, df
+
+
+def test_shrinkage_of_one_feature_defaults_to_the_sds():
+    result, _ = one_feature_fit()
     fig = plots.shrinkage(result)
     assert [ax.get_title() for ax in fig.axes if ax.axison] == ["sigma[v]"]
     with pytest.raises(ValueError, match="use parameter='mu' or 'sigma'"):
@@ -338,16 +346,7 @@ def test_shrinkage_of_one_feature_defaults_to_the_sds():
 
 
 def test_pairs_of_one_feature_is_titled_as_densities():
-    import warnings
-
-    import groupcov
-
-    rng = np.random.default_rng(1)
-    df = pd.DataFrame({"g": np.repeat(["a", "b"], 30), "v": rng.normal(size=60)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
-            draws=50, tune=50, chains=1, random_seed=0, progressbar=False)
+    result, df = one_feature_fit()
     fig = plots.pairs(result, data=df, group_column="g")
     assert fig.get_suptitle() == "Posterior normal density of each group"
     assert fig.get_size_inches()[0] == 5.0

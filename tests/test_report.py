@@ -12,7 +12,6 @@ import warnings
 import arviz as az
 import matplotlib.image
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -20,7 +19,7 @@ import groupcov
 from groupcov.datasets import simulate_groups
 from groupcov.report import component_pooling, pooling_factors, render_report, write_report
 from groupcov.result import GroupCovResult
-from test_plots import _fake_result
+from test_plots import _fake_result, one_feature_fit
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -321,12 +320,7 @@ def test_browser_check_catches_broken_pages(tmp_path):
 def test_one_feature_report_has_no_empty_correlation_row():
     from groupcov.report import variable_diagnostics
 
-    rng = np.random.default_rng(2)
-    df = pd.DataFrame({"g": np.repeat(["a", "b"], 30), "v": rng.normal(size=60)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = groupcov.GroupCovModel(df, group="g", features=["v"]).fit(
-            draws=100, tune=100, chains=2, random_seed=0, progressbar=False)
+    result, _ = one_feature_fit()
     names = [v.name for v in variable_diagnostics(result)]
     assert "corr" not in names and {"mu", "sigma"} <= set(names)
     assert all(np.isfinite(v.max_r_hat) for v in variable_diagnostics(result))
