@@ -839,6 +839,11 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
                    help="NUTS's target acceptance rate; higher means smaller steps and fewer "
                         "divergent transitions (default 0.9, 0.95 for hierarchical models of "
                         "fewer than 10 groups)")
+    g.add_argument("--algorithm", choices=["nuts", "jittered"], default=None,
+                   help="numpyro sampler only: NUTS throughout, or NUTS's warm-up start "
+                        "and then HMC with jittered trajectory lengths (default: jittered "
+                        "when every group has at least p + 20 complete rows and there are "
+                        "10 groups or more, else nuts)")
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict:
@@ -849,6 +854,10 @@ def _sampling_kwargs(args: argparse.Namespace) -> dict:
         kwargs["sampler"] = args.sampler
     if args.target_accept is not None:
         kwargs["target_accept"] = args.target_accept
+    if args.algorithm is not None:
+        if (args.sampler or "numpyro") != "numpyro":
+            raise InputError("--algorithm applies to --sampler numpyro only")
+        kwargs["algorithm"] = args.algorithm
     return kwargs
 
 

@@ -236,6 +236,13 @@ def _hdi(values: np.ndarray, prob: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+#: How the report names the NumPyro back-end's algorithms (``fit(algorithm=...)``).
+ALGORITHM_LABELS = {
+    "nuts": "NUTS",
+    "jittered": "NUTS warm-up, then HMC with jittered trajectory lengths",
+}
+
+
 def _section_model(result, title: str, source: str | None) -> str:
     post = result.idata.posterior
     attrs = post.attrs
@@ -245,6 +252,8 @@ def _section_model(result, title: str, source: str | None) -> str:
         ("means", spec.get("means", "?")),
         ("covariance", spec.get("covariance", "?")),
         ("sampler", attrs.get("sampler", "?")),
+        *([("algorithm", ALGORITHM_LABELS.get(attrs["algorithm"], attrs["algorithm"]))]
+          if "algorithm" in attrs else []),
         ("draws", f"{d.chains} chains x {d.draws} draws"
                   + (f" after {attrs['tuning_steps']} warm-up steps"
                      if "tuning_steps" in attrs else "")),

@@ -98,16 +98,28 @@ NUMPYRO_OPTIONS = frozenset({
 def _check_options(sampler: str, kwargs: dict) -> None:
     """Name an option the NumPyro back-end does not take (the others check their own)."""
     if sampler != "numpyro":
+        if "algorithm" in kwargs:
+            raise TypeError(
+                f"algorithm= applies to the numpyro sampler only (not {sampler!r}): the "
+                "others run NUTS"
+            )
         return
-    known = NUMPYRO_OPTIONS | {"target_accept", "_export_to"}
+    known = NUMPYRO_OPTIONS | {"target_accept", "algorithm", "_export_to"}
     for name in kwargs:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known - {"_export_to"}), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TypeError(
                 f"unknown option {name!r} for the numpyro sampler{hint}; it takes "
-                f"target_accept and NumPyro's NUTS options {sorted(NUMPYRO_OPTIONS)}"
+                f"target_accept, algorithm and NumPyro's NUTS options "
+                f"{sorted(NUMPYRO_OPTIONS)}"
             )
+    algorithm = kwargs.get("algorithm", "nuts")
+    if algorithm not in ("nuts", "jittered"):
+        raise ValueError(
+            f"algorithm must be 'nuts' or 'jittered' (NUTS's warm-up, then HMC with "
+            f"jittered trajectory lengths), got {algorithm!r}"
+        )
 
 
 def _settings(sampler, draws, tune, chains, random_seed, progressbar, var_names, thin, kwargs):
@@ -287,7 +299,9 @@ def sample_structure(
             warnings.filterwarnings("ignore", category=FutureWarning)
             program = model_program(model, settings, kwargs, export_to=path)
     _PROGRAMS[key] = program
-    out = run_program(program, values, settings, max_tree_depth(kwargs))
+    out = run_program(
+        program, values, settings, max_tree_depth(kwargs), kwargs.get("algorithm", "nuts")
+    )
     out.attrs["sampling_time"] = time.perf_counter() - start
     dims = dict(program.outputs)
     return _groups(out, dims, coords, sampler)

@@ -84,6 +84,9 @@ class BatchSampler:
         Variables to return (free variables or deterministics of ``gcm.model``).
     target_accept : float
         NUTS's target acceptance probability.
+    algorithm : {"nuts", "jittered"}, optional
+        How the draws are made; default what ``gcm.fit`` uses
+        (:meth:`~groupcov.api.GroupCovModel.default_algorithm`).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class BatchSampler:
         chains: int = 2,
         var_names: Sequence[str] = ("mu", "sigma", "corr", "cov"),
         target_accept: float = 0.9,
+        algorithm: str | None = None,
     ):
         self.gcm = gcm
         self.draws, self.tune, self.chains = int(draws), int(tune), int(chains)
@@ -113,11 +117,13 @@ class BatchSampler:
             progressbar=False, target_accept=self.target_accept,
             var_names=tuple(self.var_names),
         )
+        self.algorithm = gcm.default_algorithm() if algorithm is None else algorithm
+        options = {"algorithm": self.algorithm}
         # the program GroupCovModel.fit compiles; here vectorized over data sets
         if spec is not None:
-            self._program = density_chain_program(spec, gcm._values, settings, {})
+            self._program = density_chain_program(spec, gcm._values, settings, options)
         else:
-            self._program = chain_program(model, settings, {})
+            self._program = chain_program(model, settings, options)
         self._run = None
 
     def data_values(self, stats: SufficientStats) -> list[np.ndarray]:

@@ -347,7 +347,8 @@ def run_sbc(
             divergences.append(int(fit.diverging[b].sum()))
         if log is not None and (sims.stop % 20 == 0 or sims.stop == s.sims):
             print(f"{config.name}: {sims.stop}/{s.sims} simulations, {seconds:.0f} s, "
-                  f"{sum(divergences)} divergences", file=log, flush=True)
+                  f"{sum(divergences)} divergences ({sampler.algorithm} draws)", file=log,
+                  flush=True)
     n_draws = s.chains * len(range(0, s.draws, s.thin))
     ranks = np.array(ranks)
     controls = {name: np.array(r) for name, r in controls.items()}
