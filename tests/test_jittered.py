@@ -20,7 +20,7 @@ def test_switch_window_follows_numpyro_schedule():
     assert jittered_switch(0) is None
 
 
-def _gaussian_draws(algorithm: str, seed: int):
+def _gaussian_draws(algorithm: str, seed: int, **options):
     """Draws of a 40-dimensional Gaussian with scales 0.2..5 and correlated pairs."""
     import jax
     import jax.numpy as jnp
@@ -42,7 +42,7 @@ def _gaussian_draws(algorithm: str, seed: int):
     settings = SamplerSettings(draws=1500, tune=600, chains=1, random_seed=seed,
                                progressbar=False)
     chain = nuts_chain(evaluate, lambda data: {"x": jnp.zeros(d)}, settings,
-                       {"algorithm": algorithm})
+                       {"algorithm": algorithm, **options})
     keys = jax.random.split(jax.random.PRNGKey(seed), 2)
     run = jax.jit(jax.vmap(chain, in_axes=(0, None)))
     values, diverging, steps = run(keys, (jnp.asarray(mean),))[:3]
@@ -64,6 +64,13 @@ def test_draws_match_a_known_gaussian(algorithm):
         assert abs(emp[i, i + 1] - cov[i, i + 1] / (sd[i] * sd[i + 1])) < 0.08
     if algorithm == "jittered":  # trajectories of random length: no tree sizes
         assert len(np.unique(steps)) > 5
+
+
+def test_trajectories_are_capped_like_nuts_trees():
+    # max_tree_depth bounds HMC's trajectories too (2**depth - 1 leapfrog steps)
+    _, _, steps, _, _ = _gaussian_draws("jittered", seed=1, max_tree_depth=2)
+    assert steps.max() <= 3
+    assert steps.min() >= 1
 
 
 def test_jittered_needs_fewer_steps_than_nuts_in_many_dimensions():

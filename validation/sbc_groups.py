@@ -28,12 +28,14 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--rows", type=int, default=3)
     parser.add_argument("--p", type=int, default=2)
+    parser.add_argument("--algorithm", choices=["nuts", "jittered"], default=None,
+                        help="default: what GroupCovModel.fit uses for this size")
     args = parser.parse_args()
     config = SBCConfig(
         "hierarchical", "hierarchical", p=args.p, groups=args.groups, rows=args.rows
     )
     start = time.time()
-    result = run_sbc(config, SBCSettings(sims=args.sims, seed=args.seed))
+    result = run_sbc(config, SBCSettings(sims=args.sims, seed=args.seed, algorithm=args.algorithm))
     p = np.asarray(result.pvalues)
     divergences = np.asarray(result.divergences)
     print(f"{config.name} groups {config.groups} rows {config.rows}: sims {args.sims}",

@@ -415,8 +415,9 @@ class GroupCovModel:
         31 -> 10.8, 9.5 -> 3.8 s, 3,277 -> 1,733. Otherwise NUTS: with 500 groups of
         3 rows the between-group correlation scale had 161 effective draws against
         NUTS's 384, in 60% of the time; with few groups those scales are weakly
-        identified, their posterior far from Gaussian; and a small model (few groups, or all pooled) samples in a fraction of a
-        second, less than compiling a second kernel takes.
+        identified, their posterior far from Gaussian; and a small model (few groups,
+        or all pooled) samples in a fraction of a second, less than compiling a
+        second kernel takes.
         """
         if self.stats.n_groups < FEW_GROUPS or set(self.spec.values()) == {"pooled"}:
             return "nuts"

@@ -429,12 +429,17 @@ def _nuts_then_jittered(state, nuts_kernel, hmc_kernels, start_info, options, wi
 
     Both of NumPyro's kernels share one state type and one warm-up schedule, so the HMC
     kernel (initialized only for its schedule and settings) takes over the NUTS state,
-    step size, mass matrix and adaptation where NUTS left them.
+    step size, mass matrix and adaptation where NUTS left them. Like NUTS's trees, a
+    trajectory takes at most ``2**max_tree_depth - 1`` leapfrog steps (should the step
+    size collapse, a fixed length would otherwise mean unbounded work).
     """
     import jax
     import jax.numpy as jnp
 
     hmc_init, hmc_kernel = hmc_kernels
+    options = dict(options)
+    most_steps = 2 ** max_tree_depth(options) - 1
+    options.pop("max_tree_depth", None)  # NUTS's; HMC has no tree
     hmc_init(start_info, trajectory_length=1.0, **options)
     first, stop = window
 
@@ -455,6 +460,7 @@ def _nuts_then_jittered(state, nuts_kernel, hmc_kernels, start_info, options, wi
         length = longest * jax.random.uniform(sub, dtype="float64")
         # a length that rounds to zero steps would stall: at least one step
         length = jnp.maximum(length, 1e-3 * longest)
+        length = jnp.minimum(length, most_steps * st.adapt_state.step_size)
         return hmc_kernel(st._replace(rng_key=key, trajectory_length=length))
 
     return state, jittered

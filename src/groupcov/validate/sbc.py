@@ -68,6 +68,8 @@ class SBCSettings(NamedTuple):
     """Simulation and sampler sizes.
 
     ``chains * draws / thin`` posterior draws per simulation enter the ranks.
+    ``algorithm`` is the NumPyro back-end's (default: what ``GroupCovModel.fit`` would
+    use for the configuration's data size).
     """
 
     sims: int = 200
@@ -78,6 +80,7 @@ class SBCSettings(NamedTuple):
     batch: int | None = None
     bins: int = 10
     seed: int = 0
+    algorithm: str | None = None
 
     def batch_size(self, config: SBCConfig) -> int:
         """Data sets per sampler call: vectorized NUTS runs in lockstep (each step costs
@@ -311,7 +314,8 @@ def run_sbc(
     truth = prior_draws(gcm, s.sims, names, seed=int(rng.integers(2**31)))
     index = _parameter_index(config)
     labels = parameter_labels(config)
-    sampler = BatchSampler(gcm, draws=s.draws, tune=s.tune, chains=s.chains, var_names=names)
+    sampler = BatchSampler(gcm, draws=s.draws, tune=s.tune, chains=s.chains, var_names=names,
+                           algorithm=s.algorithm)
     groups, features = list(gcm.stats.groups), list(gcm.stats.features)
     ranks, divergences, min_ess = [], [], []
     controls = {name: [] for name in CONTROLS}
