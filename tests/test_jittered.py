@@ -82,6 +82,7 @@ def test_jittered_needs_fewer_steps_than_nuts_in_many_dimensions():
     assert jittered.posterior.attrs["algorithm"] == "jittered"
     assert nuts.posterior.attrs["algorithm"] == "nuts"
     assert "tree_depth" not in jittered.sample_stats
+    assert not jittered.sample_stats["reached_max_treedepth"].values.any()
     assert "tree_depth" in nuts.sample_stats
     assert jittered.sample_stats["n_steps"].mean() < 0.75 * nuts.sample_stats["n_steps"].mean()
     # the same posterior: means within 0.35 posterior sd of each other

@@ -607,7 +607,8 @@ def run_program(
     ``max_tree_depth`` is the program's (NumPyro's default 10): a draw whose tree took
     ``2**max_tree_depth - 1`` leapfrog steps stopped at that depth, not at a U-turn.
     ``algorithm`` is the program's (:func:`nuts_chain`): draws of jittered HMC have no
-    tree, hence no tree depth.
+    tree, hence no tree depth, but a trajectory cut at ``2**max_tree_depth - 1`` steps
+    counts as reaching it.
     """
     import jax
 
@@ -635,8 +636,10 @@ def run_program(
         "energy": np.asarray(energy),
         "lp": -np.asarray(potential_energy),
     }
-    if settings.thin == 1 and algorithm == "nuts":
-        stats["tree_depth"] = np.floor(np.log2(steps + 1)).astype(int)
+    if settings.thin == 1:
+        if algorithm == "nuts":
+            stats["tree_depth"] = np.floor(np.log2(steps + 1)).astype(int)
+        # jittered HMC: a trajectory cut at the same number of steps
         stats["reached_max_treedepth"] = steps >= 2**max_tree_depth - 1
     attrs = {
         "sampling_time": sampling_time, "tuning_steps": settings.tune, "algorithm": algorithm
