@@ -133,7 +133,8 @@ def test_report_states_how_to_reproduce_the_fit(report_file):
 
     meta = report_file.read_text(encoding="utf-8").split('<p class="meta">')[1].split("</p>")[0]
     for part in ("target_accept: <b>0.95</b>", "seed: <b>1</b>",
-                 f"groupcov: <b>{groupcov.__version__}</b>", "sampler: <b>numpyro</b>"):
+                 f"groupcov: <b>{groupcov.__version__}</b>", "sampler: <b>numpyro</b>",
+                 "algorithm: <b>NUTS</b>"):
         assert part in meta, meta
 
 
