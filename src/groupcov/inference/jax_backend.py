@@ -286,9 +286,9 @@ def density_chain_program(
 #: jittered trajectory lengths (:func:`jittered_switch`).
 ALGORITHMS = ("nuts", "jittered")
 
-#: Jittered HMC draws each trajectory's length uniformly on ``(0, JITTER_FRACTION * T)``,
-#: ``T`` the mean length of NUTS's trajectories in the warm-up window before the switch.
-JITTER_FRACTION = 0.6
+#: Jittered HMC draws each trajectory's length uniformly between these fractions of
+#: ``T``, the mean length of NUTS's trajectories in the warm-up window before the switch.
+JITTER_RANGE = (0.15, 0.45)
 
 
 def jittered_switch(tune: int) -> tuple[int, int] | None:
@@ -325,8 +325,8 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
     the draws are made. With ``"jittered"`` NUTS runs the warm-up until the window of
     :func:`jittered_switch`, and from there on, for the rest of the warm-up (step size
     and mass matrix still adapting) and every draw, HMC runs with a trajectory length
-    drawn uniformly on ``(0, L)`` at each transition, ``L`` being
-    :data:`JITTER_FRACTION` times the mean length of NUTS's trajectories in that window.
+    drawn at each transition uniformly between the fractions :data:`JITTER_RANGE` of the
+    mean length of NUTS's trajectories in that window.
     Each draw is then a mixture of HMC kernels with a fixed length distribution, a
     valid MCMC kernel of the same posterior. Where the posterior is close to Gaussian
     (groups with many rows) this takes less than half of NUTS's leapfrog steps: NUTS
@@ -452,14 +452,13 @@ def _nuts_then_jittered(state, nuts_kernel, hmc_kernels, start_info, options, wi
     _, state, total = jax.lax.while_loop(
         lambda c: c[0] < stop, body, (0, state, jnp.zeros((), "float64"))
     )
-    longest = JITTER_FRACTION * total / (stop - first)
+    mean_length = total / (stop - first)
+    low, high = JITTER_RANGE
     state = state._replace(trajectory_length=jnp.zeros((), "float64"))
 
     def jittered(st):
         key, sub = jax.random.split(st.rng_key)
-        length = longest * jax.random.uniform(sub, dtype="float64")
-        # a length that rounds to zero steps would stall: at least one step
-        length = jnp.maximum(length, 1e-3 * longest)
+        length = mean_length * jax.random.uniform(sub, (), "float64", low, high)
         length = jnp.minimum(length, most_steps * st.adapt_state.step_size)
         return hmc_kernel(st._replace(rng_key=key, trajectory_length=length))
 
