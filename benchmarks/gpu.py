@@ -243,6 +243,7 @@ def _diagnose(res: Any, report: dict[str, Any], fit: str, workers: int | None) -
         "worst": where,
         "divergences": found["divergences"],
         "mean_leapfrog_steps": float(steps.mean()),
+        "algorithm": post.attrs.get("algorithm"),
         "max_leapfrog_steps": int(steps.max()),
         "entries": int(sum(post[v].values[0, 0].size for v in post.data_vars)),
         "kept_variables": list(post.data_vars),

@@ -284,6 +284,7 @@ def _worker_groupcov(variant: Variant, args: argparse.Namespace, payload: dict) 
         payload["diagnostics"] = posterior_diagnostics(idata)
         payload["coverage"] = _coverage(idata, args.truth)
         payload["sampler_used"] = idata.posterior.attrs.get("sampler")
+        payload["algorithm"] = idata.posterior.attrs.get("algorithm")
         payload["n_steps_mean"] = float(idata.sample_stats["n_steps"].values.mean())
     del res, idata
     if args.refit_data:
