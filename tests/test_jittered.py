@@ -138,3 +138,4 @@ def test_cli_algorithm_flag_needs_numpyro(tmp_path, capsys):
                      "--algorithm", "jittered", "--out", str(tmp_path / "out")])
     assert code == 2
     assert "--algorithm applies to --sampler numpyro only" in capsys.readouterr().err
+    assert cli._ALGORITHMS == ALGORITHMS  # the CLI's light copy of the choices

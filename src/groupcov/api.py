@@ -122,7 +122,6 @@ def never_observed(stats: SufficientStats, most: int = 5) -> list[str]:
     return out
 
 
-
 class GroupCovModel:
     """Per-group means and covariance matrices with pooled, unpooled or hierarchical priors.
 
@@ -415,10 +414,9 @@ class GroupCovModel:
         p = 4: 15 -> 7, 1,169 -> 1,877; 200 x 10, p = 2: 31 -> 10.5, 1,201 -> 1,450.
         Otherwise NUTS: with 500 groups of 3 rows the between-group correlation scale
         had 169 effective draws against NUTS's 384, in half the steps, and R-hat 1.016;
-        with few groups
-        those scales are weakly identified, their posterior far from Gaussian; and a
-        small model (few groups, or all pooled) samples in a fraction of a second, less
-        than compiling a second kernel takes.
+        with few groups those scales are weakly identified, their posterior far from
+        Gaussian; and a small model (few groups, or all pooled) samples in a fraction of
+        a second, less than compiling a second kernel takes.
         """
         if self.stats.n_groups < FEW_GROUPS or set(self.spec.values()) == {"pooled"}:
             return "nuts"

@@ -32,6 +32,7 @@ FIT_OUTPUTS = (
 
 _POOLING = ("hierarchical", "unpooled", "pooled")
 _SAMPLERS = ("numpyro", "nutpie", "pymc")
+_ALGORITHMS = ("nuts", "jittered")  # groupcov.inference.jax_backend.ALGORITHMS
 
 
 class InputError(ValueError):
@@ -839,7 +840,7 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
                    help="NUTS's target acceptance rate; higher means smaller steps and fewer "
                         "divergent transitions (default 0.9, 0.95 for hierarchical models of "
                         "fewer than 10 groups)")
-    g.add_argument("--algorithm", choices=["nuts", "jittered"], default=None,
+    g.add_argument("--algorithm", choices=_ALGORITHMS, default=None,
                    help="numpyro sampler only: NUTS throughout, or NUTS's warm-up start "
                         "and then HMC with jittered trajectory lengths (default: jittered "
                         "when every group has at least p + 20 complete rows and there are "

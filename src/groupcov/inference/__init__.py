@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from groupcov.inference.backends import SamplerOutput, SamplerSettings
-from groupcov.inference.jax_backend import cache_dir, sample_numpyro
+from groupcov.inference.jax_backend import ALGORITHMS, cache_dir, sample_numpyro
 from groupcov.inference.other_backends import sample_nutpie, sample_pymc
 
 if TYPE_CHECKING:
@@ -114,11 +114,11 @@ def _check_options(sampler: str, kwargs: dict) -> None:
                 f"target_accept, algorithm and NumPyro's NUTS options "
                 f"{sorted(NUMPYRO_OPTIONS)}"
             )
-    algorithm = kwargs.get("algorithm", "nuts")
-    if algorithm not in ("nuts", "jittered"):
+    algorithm = kwargs.get("algorithm", ALGORITHMS[0])
+    if algorithm not in ALGORITHMS:
         raise ValueError(
-            f"algorithm must be 'nuts' or 'jittered' (NUTS's warm-up, then HMC with "
-            f"jittered trajectory lengths), got {algorithm!r}"
+            f"algorithm must be {' or '.join(map(repr, ALGORITHMS))} (NUTS's warm-up, then "
+            f"HMC with jittered trajectory lengths), got {algorithm!r}"
         )
 
 
