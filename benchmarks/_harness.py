@@ -514,7 +514,22 @@ def posterior_diagnostics(
                 divergences = int(np.asarray(stats[key].values).astype(bool).sum())
                 break
     n_draws = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
+    # a thinned fit's split R-hat over every draw, kept or not (fit(thin=...))
+    moments = getattr(idata, "moments", None)
+    all_draws: dict[str, Any] = {}
+    if moments is not None:
+        import xarray as xr
+
+        r_hat = xr.Dataset({n: moments[n].sel(statistic="r_hat") for n in names
+                            if n in moments})
+        value, name = _extreme(r_hat, largest=True)
+        all_draws = {
+            "max_rhat_all_draws": value,
+            "max_rhat_all_draws_var": name,
+            "draws_per_chain_all": int(moments.attrs.get("draws_per_chain", 0)),
+        }
     return {
+        **all_draws,
         "min_ess_bulk": min_ess,
         "min_ess_var": min_ess_var,
         "max_rhat": max_rhat,

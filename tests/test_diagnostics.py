@@ -193,3 +193,46 @@ def test_sampling_problems_check_the_between_group_scales_and_tree_depth():
     )
     (message,) = sampling_problems(hit)
     assert message.startswith("20 of 2000 draws stopped at the maximum tree depth")
+
+
+@pytest.mark.parametrize(("chains", "draws"), [(4, 200), (2, 301), (1, 50)])
+def test_moment_statistics_are_arviz_split_rhat_mean_and_sd(chains, draws):
+    """From per-half moments alone: ArviZ's split R-hat (no rank normalization), and
+    the mean and sd of the draws split R-hat uses (the middle of an odd count left out)."""
+    import arviz as az
+
+    from groupcov.diagnostics import half_moments, moment_statistics
+
+    rng = np.random.default_rng(chains * draws)
+    x = _hard_cases(rng, chains, draws, 0.7)
+    x = np.delete(x, 2, axis=-1)  # the constant quantity: below
+    stats = moment_statistics(*half_moments(x), draws // 2)
+    half = draws // 2
+    used = np.concatenate([x[:, :half], x[:, draws - half:]], axis=1).reshape(-1, x.shape[-1])
+    np.testing.assert_allclose(stats["mean"], used.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats["sd"], used.std(axis=0, ddof=1), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.array([
+            az.rhat(az.convert_to_dataset(x[..., j]), method="split")["x"].item()
+            for j in range(x.shape[-1])
+        ])
+    np.testing.assert_allclose(stats["r_hat"], expected, rtol=1e-12)
+    if chains > 1:  # chains that disagree
+        assert stats["r_hat"][1] > 1.05
+
+
+def test_moment_statistics_edge_cases():
+    from groupcov.diagnostics import half_moments, moment_statistics
+
+    x = np.full((2, 10, 2), 0.3)
+    x[..., 0] += 1e-17 * np.arange(10)  # constant up to rounding
+    stats = moment_statistics(*half_moments(x), 5)
+    assert np.isnan(stats["r_hat"]).all()
+    np.testing.assert_allclose(stats["mean"], 0.3)
+    with pytest.raises(ValueError, match=r"shaped \(chain, 2, \.\.\.\)"):
+        moment_statistics(np.zeros((2, 3)), np.zeros((2, 3)), 5)
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        moment_statistics(np.zeros((2, 2)), np.zeros((2, 2)), 1)
+    with pytest.raises(ValueError, match="draws must be shaped"):
+        half_moments(np.zeros(4))

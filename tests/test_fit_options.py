@@ -1,5 +1,7 @@
 """Fit options that bound memory: kept variables and thinning."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,60 @@ def test_jax_cache_is_trimmed_once_per_process(tmp_path, monkeypatch):
     (folder / "k3-cache").write_bytes(b"x" * 300)
     jax_backend.enable_compilation_cache()  # already trimmed in this process
     assert len(list(folder.iterdir())) == 3
+
+
+def _all_draw_statistics(draws, name):
+    from groupcov.diagnostics import half_moments, moment_statistics
+
+    return moment_statistics(*half_moments(draws), draws.shape[1] // 2)
+
+
+@pytest.mark.parametrize("algorithm", ["nuts", "jittered"])
+def test_thinned_fit_has_moments_of_every_draw(model, algorithm, tmp_path):
+    """The sampler's running moments of a thinned fit equal the mean, sd and split R-hat
+    of the unthinned fit's draws (same seed: the same chain); they survive save/load."""
+    kw = dict(draws=40, tune=100, chains=2, random_seed=3, progressbar=False,
+              var_names=["mu", "corr"], algorithm=algorithm)
+    full = model.fit(**{**kw, "draws": 160})
+    thinned = model.fit(**kw, thin=4)
+    assert full.moments is None and np.isnan(full.diagnostics().max_r_hat_all_draws)
+    moments = thinned.moments
+    assert set(moments.data_vars) == {"mu", "corr"}
+    assert moments.attrs["draws_per_chain"] == 160 and moments.attrs["thin"] == 4
+    assert moments["corr"].dims == ("statistic", "group", "feature", "feature_")
+    for name in ("mu", "corr"):
+        draws = full.posterior[name].values
+        expected = _all_draw_statistics(draws, name)
+        for statistic in ("mean", "sd", "r_hat"):
+            np.testing.assert_allclose(
+                moments[name].sel(statistic=statistic).values, expected[statistic],
+                rtol=1e-10, atol=1e-13,
+            )
+    r_hat = np.concatenate([_all_draw_statistics(full.posterior["mu"].values, "mu")["r_hat"]
+                            .ravel(),
+                            _all_draw_statistics(full.posterior["corr"].values, "corr")
+                            ["r_hat"][:, 1, 0]])
+    assert thinned.diagnostics().max_r_hat_all_draws == pytest.approx(r_hat.max(), rel=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = thinned.save(tmp_path / "fit.nc")
+        loaded = groupcov.GroupCovResult.load(path)
+        assert "moments" in thinned.idata.groups()
+    np.testing.assert_allclose(loaded.moments["mu"].values, moments["mu"].values)
+    assert loaded.diagnostics() == thinned.diagnostics()
+
+
+def test_thinned_fit_with_nutpie_has_moments_of_every_draw(model):
+    """The other back-ends sample ``draws * thin`` and keep every ``thin``-th, the last
+    of each block as the NumPyro program does; the moments cover all of them."""
+    pytest.importorskip("nutpie")
+    res = model.fit(sampler="nutpie", draws=30, tune=100, chains=2, thin=3, random_seed=1,
+                    progressbar=False, var_names=["mu", "sigma"])
+    assert res.posterior.sizes["draw"] == 30
+    assert set(res.moments.data_vars) == {"mu", "sigma"}
+    assert res.moments.attrs["draws_per_chain"] == 90
+    mean = res.moments["mu"].sel(statistic="mean").values
+    kept = res.posterior["mu"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(mean, kept, atol=4 * res.moments["mu"].sel(statistic="sd")
+                               .values.max() / np.sqrt(30))
+    assert np.isfinite(res.diagnostics().max_r_hat_all_draws)

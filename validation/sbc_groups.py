@@ -5,7 +5,8 @@ coordinates lean least on each group's own estimates (validation/README.md, "Sma
 groups"). With many rows per group (``--groups 12 --rows 30``) the fit makes its draws
 with jittered HMC (``GroupCovModel.default_algorithm``). Run from the repository root::
 
-    python validation/sbc_groups.py [--groups 8] [--rows 3] [--p 2] [--sims 200] [--seed 3]
+    python validation/sbc_groups.py [--groups 8] [--rows 3] [--p 2] [--sims 200] [--seed 3] \\
+        [--algorithm nuts|jittered] [--save-ranks ranks.npz]
 
 Prints the number of rank tests below 0.01, the smallest p-values, the divergent
 transitions and how often the miscalibrated controls are caught.
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--p", type=int, default=2)
     parser.add_argument("--algorithm", choices=["nuts", "jittered"], default=None,
                         help="default: what GroupCovModel.fit uses for this size")
+    parser.add_argument("--save-ranks", metavar="PATH",
+                        help="write the ranks, labels and p-values to this .npz file")
     args = parser.parse_args()
     config = SBCConfig(
         "hierarchical", "hierarchical", p=args.p, groups=args.groups, rows=args.rows
@@ -47,6 +50,9 @@ def main() -> None:
         print("control", name, int((np.asarray(control) < 0.01).sum()), "of", len(control))
     for label, value in sorted(zip(result.labels, p, strict=True), key=lambda t: t[1])[:6]:
         print(f"  {label:30s} {value:.4f}")
+    if args.save_ranks:
+        np.savez(args.save_ranks, ranks=result.ranks, labels=np.array(result.labels),
+                 pvalues=p, n_draws=result.n_draws)
 
 
 if __name__ == "__main__":

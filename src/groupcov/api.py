@@ -317,7 +317,11 @@ class GroupCovModel:
             e.g. ``["mu", "sigma", "corr"]`` bounds memory (``cov`` is rebuilt from
             them where needed).
         thin : int
-            Keep every ``thin``-th of ``draws * thin`` draws per chain.
+            Keep every ``thin``-th of ``draws * thin`` draws per chain. Every draw,
+            kept or not, still enters the mean, sd and split R-hat of each kept
+            variable (:attr:`GroupCovResult.moments`,
+            ``diagnostics().max_r_hat_all_draws``): with many groups, few kept draws
+            bound memory while the convergence check covers the whole run.
         **kwargs
             Passed to the back-end (for example ``target_accept=0.95``). The default
             ``target_accept`` is 0.9, and 0.95 for hierarchical models of fewer than

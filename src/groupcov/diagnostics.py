@@ -304,3 +304,90 @@ def hdi(x, hdi_prob: float = 0.94) -> np.ndarray:
     """Highest-density interval of every quantity, shaped ``(*shape, 2)`` (``az.hdi``)."""
     s = summarize(x, hdi_prob, columns=("hdi_low", "hdi_high"))
     return np.stack([s["hdi_low"], s["hdi_high"]], axis=-1)
+
+
+def half_moments(x) -> tuple[np.ndarray, np.ndarray]:
+    """Means and sums of squared deviations of each chain's first and last half.
+
+    The statistics a sampler keeps while it runs when it stores only some of its draws
+    (``fit(thin=...)``); :func:`moment_statistics` turns them into the mean, sd and
+    split R-hat of all draws. Of an odd number of draws the middle one is left out, as
+    split R-hat does.
+
+    Parameters
+    ----------
+    x : array_like
+        Draws ``(chain, draw, *shape)``.
+
+    Returns
+    -------
+    mean, m2 : numpy.ndarray
+        Each ``(chain, 2, *shape)``.
+
+    Examples
+    --------
+    >>> mean, m2 = half_moments(np.arange(10.0).reshape(1, 10))
+    >>> mean.tolist(), m2.tolist()
+    ([[2.0, 7.0]], [[10.0, 10.0]])
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim < 2:
+        raise ValueError(f"draws must be shaped (chain, draw, ...), got shape {x.shape}")
+    half = x.shape[1] // 2
+    halves = np.stack([x[:, :half], x[:, x.shape[1] - half :]], axis=1)
+    mean = halves.mean(axis=2)
+    m2 = ((halves - mean[:, :, None]) ** 2).sum(axis=2)
+    return mean, m2
+
+
+def moment_statistics(mean, m2, n: int) -> dict[str, np.ndarray]:
+    """Mean, sd and split R-hat of all draws from per-half moments.
+
+    Parameters
+    ----------
+    mean, m2 : array_like
+        ``(chain, 2, *shape)``: each half-chain's mean and sum of squared deviations
+        from it (:func:`half_moments`, or a sampler's running moments).
+    n : int
+        Draws in each half.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"mean"``, ``"sd"`` (ddof 1, over all ``2 n`` draws of every chain) and
+        ``"r_hat"``, each shaped ``shape``. R-hat is the split R-hat of Gelman et al.
+        (*Bayesian Data Analysis*, 3rd ed., eq. 11.4), without rank normalization:
+        ArviZ's ``az.rhat(method="split")``. It needs only these moments, so it covers
+        every draw of a thinned fit; NaN for a single chain (as ArviZ) and for a
+        quantity constant up to rounding (within-chain variance below
+        ``(1e-12 (1 + |mean|))**2``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = moment_statistics(*half_moments(rng.standard_normal((4, 1000))), 500)
+    >>> bool(abs(s["mean"]) < 0.05), round(float(s["sd"]), 2), bool(s["r_hat"] < 1.01)
+    (True, 1.0, True)
+    """
+    mean = np.asarray(mean, dtype=float)
+    m2 = np.asarray(m2, dtype=float)
+    if mean.shape != m2.shape or mean.ndim < 2 or mean.shape[1] != 2:
+        raise ValueError(
+            f"mean and m2 must both be shaped (chain, 2, ...), got {mean.shape}, {m2.shape}"
+        )
+    if n < 2:
+        raise ValueError(f"each half needs at least 2 draws, got {n}")
+    m = mean.reshape(-1, *mean.shape[2:])  # (2 chains, *shape)
+    s2 = m2.reshape(m.shape) / (n - 1)
+    grand = m.mean(axis=0)
+    total = m.shape[0] * n
+    sd = np.sqrt((s2.sum(axis=0) * (n - 1) + n * ((m - grand) ** 2).sum(axis=0)) / (total - 1))
+    within = s2.mean(axis=0)
+    between = n * m.var(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_hat = np.sqrt(((n - 1) / n * within + between / n) / within)
+    # constant up to rounding (a correlation matrix's diagonal), or one chain (as
+    # ArviZ): no R-hat
+    constant = within <= (1e-12 * (1.0 + np.abs(grand))) ** 2
+    r_hat = np.where(constant | (mean.shape[0] < 2), np.nan, r_hat)
+    return {"mean": grand, "sd": sd, "r_hat": r_hat}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from groupcov.diagnostics import run_threads, summarize
+from groupcov.inference import inference_data
 from groupcov.model.density import masked_loglik, suffstat_loglik
 from groupcov.stats import (
     IncompleteCells,
@@ -77,7 +79,12 @@ def group_log_likelihood(stats: SufficientStats, mu, cov, xp=np):
 
 
 class Diagnostics(NamedTuple):
-    """Convergence summary of a fit."""
+    """Convergence summary of a fit.
+
+    ``max_r_hat`` and the ESS are of the kept draws; ``max_r_hat_all_draws`` is the
+    largest split R-hat over every draw of a thinned fit (:attr:`GroupCovResult.moments`),
+    NaN when nothing was thinned away.
+    """
 
     max_r_hat: float
     min_ess_bulk: float
@@ -85,6 +92,7 @@ class Diagnostics(NamedTuple):
     divergences: int
     draws: int
     chains: int
+    max_r_hat_all_draws: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -394,8 +402,6 @@ def _storable(idata: az.InferenceData) -> az.InferenceData:
              and getattr(idata, n)["group"].dtype == object]
     if not mixed:
         return idata
-    import arviz as az
-
     datasets = {}
     for name in names:
         dataset = getattr(idata, name)
@@ -403,7 +409,7 @@ def _storable(idata: az.InferenceData) -> az.InferenceData:
             text = np.array([str(v) for v in dataset["group"].values.tolist()])
             dataset = dataset.assign_coords(group=text)
         datasets[name] = dataset
-    return az.InferenceData(**datasets)
+    return inference_data(datasets)
 
 
 def stats_from_constant_data(constant_data: xr.Dataset) -> SufficientStats:
@@ -450,6 +456,16 @@ def variable_convergence(post: xr.Dataset, names: list[str]) -> dict[str, dict]:
         values = values.reshape(*values.shape[:2], -1)
         out[name] = summarize(values, columns=("r_hat", "ess_bulk", "ess_tail"))
     return out
+
+
+def _unique_entries(da: xr.DataArray, name: str) -> np.ndarray:
+    """The distinct quantities of ``da`` (one draw's worth), flat: the lower triangle of
+    a ``("feature", "feature_")`` matrix, without the diagonal for ``corr``."""
+    if "feature" in da.dims and "feature_" in da.dims:
+        da = da.transpose(..., "feature", "feature_")
+        rows, cols = np.tril_indices(da.sizes["feature"], k=-1 if name == "corr" else 0)
+        return np.ravel(da.values[..., rows, cols])
+    return np.ravel(da.values)
 
 
 def worst_convergence(per_variable: dict[str, dict], names) -> tuple[float, float, float]:
@@ -501,9 +517,7 @@ class GroupCovResult:
     def idata(self) -> az.InferenceData:
         """The fit as an ArviZ InferenceData (built from the groups on first access)."""
         if self._idata is None:
-            import arviz as az
-
-            self._idata = az.InferenceData(**self._groups)
+            self._idata = inference_data(self._groups)
             self._groups = None
         return self._idata
 
@@ -577,6 +591,13 @@ class GroupCovResult:
         per_variable = self.convergence()
         max_r_hat, min_ess_bulk, min_ess_tail = worst_convergence(per_variable, list(per_variable))
         div = self.sample_stats.get("diverging") if self.sample_stats is not None else None
+        all_draws = float("nan")
+        if self.moments is not None:
+            r_hats = [_unique_entries(self.moments[v].sel(statistic="r_hat"), v)
+                      for v in per_variable if v in self.moments]
+            finite = np.concatenate([np.zeros(0), *r_hats])
+            finite = finite[np.isfinite(finite)]
+            all_draws = float(finite.max()) if finite.size else float("nan")
         return Diagnostics(
             max_r_hat=max_r_hat,
             min_ess_bulk=min_ess_bulk,
@@ -584,7 +605,23 @@ class GroupCovResult:
             divergences=int(div.values.sum()) if div is not None else 0,
             draws=int(post.sizes["draw"]),
             chains=int(post.sizes["chain"]),
+            max_r_hat_all_draws=all_draws,
         )
+
+    @property
+    def moments(self) -> xr.Dataset | None:
+        """Mean, sd and split R-hat of every draw of a thinned fit, or None.
+
+        With ``fit(thin=k)`` the sampler makes ``k`` draws for each one it keeps, and
+        keeps running moments of all of them: each kept variable here has the
+        posterior's dims with ``chain`` and ``draw`` replaced by ``statistic``
+        (``"mean"``, ``"sd"``, ``"r_hat"``; R-hat without rank normalization, see
+        :func:`groupcov.diagnostics.moment_statistics`). The attribute
+        ``draws_per_chain`` says how many draws they cover. Bounds memory with many
+        groups while every draw still counts toward the estimates and the convergence
+        check.
+        """
+        return self._group("moments")
 
     def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """Tidy table: one row per group and parameter.
@@ -726,7 +763,8 @@ class GroupCovResult:
             path = path / "posterior.nc"
         import arviz as az
 
-        with az.rc_context({"data.load": "eager"}):
+        with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*moments group is not defined")
             idata = az.from_netcdf(str(path))
         if "constant_data" not in idata.groups() or "posterior" not in idata.groups():
             raise KeyError(f"{path} has no posterior and constant_data groups")
@@ -744,9 +782,11 @@ class GroupCovResult:
     def __repr__(self) -> str:
         d = self.diagnostics()
         spec = ", ".join(f"{k}={v!r}" for k, v in self.spec.items())
+        all_draws = (f" (over all draws {d.max_r_hat_all_draws:.3f})"
+                     if np.isfinite(d.max_r_hat_all_draws) else "")
         return (
             f"GroupCovResult({spec}; {self.stats.n_groups} groups, {self.stats.n_features} "
-            f"features, {d.chains}x{d.draws} draws, max R-hat {d.max_r_hat:.3f}, "
+            f"features, {d.chains}x{d.draws} draws, max R-hat {d.max_r_hat:.3f}{all_draws}, "
             f"min ESS {d.min_ess_bulk:.0f}, {d.divergences} divergences)"
         )
 

@@ -21,7 +21,7 @@ from groupcov.inference.other_backends import sample_nutpie, sample_pymc
 if TYPE_CHECKING:
     import arviz as az
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "run_sampler", "sample_structure"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "inference_data", "run_sampler", "sample_structure"]
 
 SAMPLERS: dict[str, Callable[..., SamplerOutput]] = {
     "numpyro": sample_numpyro,
@@ -64,7 +64,9 @@ def run_sampler(
         when there are many groups.
     thin : int
         Keep every ``thin``-th draw; ``draws`` draws are kept per chain, so
-        ``draws * thin`` are sampled after warm-up.
+        ``draws * thin`` are sampled after warm-up. With ``thin > 1`` the group
+        ``moments`` holds the mean, sd and split R-hat of every sampled draw of each
+        kept variable (``statistic`` in place of ``chain`` and ``draw``).
     **kwargs
         Passed to the back-end (for example ``target_accept``).
 
@@ -82,9 +84,17 @@ def run_sampler(
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
         out = SAMPLERS[sampler](model, settings, **kwargs)
+    return inference_data(_to_groups(model, out, sampler, settings))
+
+
+def inference_data(groups: dict[str, xr.Dataset]) -> az.InferenceData:
+    """ArviZ InferenceData of the datasets, the ``moments`` group of a thinned fit
+    included (outside ArviZ's scheme, it would warn)."""
     import arviz as az
 
-    return az.InferenceData(**_to_groups(model, out, sampler, settings))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*moments group is not defined")
+        return az.InferenceData(**groups)
 
 
 # NumPyro NUTS options a user may pass (``numpyro.infer.hmc.hmc``'s ``init_kernel``);
@@ -304,7 +314,7 @@ def sample_structure(
     )
     out.attrs["sampling_time"] = time.perf_counter() - start
     dims = dict(program.outputs)
-    return _groups(out, dims, coords, sampler)
+    return _groups(out, dims, coords, sampler, settings)
 
 
 def _wrap_an_array() -> None:
@@ -336,15 +346,20 @@ def _to_groups(
     if settings.var_names is not None:
         keep &= set(settings.var_names)
     if settings.thin > 1 and sampler != "numpyro":  # the others sampled draws * thin
+        from groupcov.diagnostics import half_moments
+
+        # every draw enters the moments, as the NumPyro program's running moments
+        moments = {k: half_moments(v) for k, v in out.draws.items() if k in keep}
         out = SamplerOutput(
-            {k: v[:, :: settings.thin] for k, v in out.draws.items()},
-            {k: v[:, :: settings.thin] for k, v in out.stats.items()},
+            {k: v[:, settings.thin - 1 :: settings.thin] for k, v in out.draws.items()},
+            {k: v[:, settings.thin - 1 :: settings.thin] for k, v in out.stats.items()},
             out.attrs,
+            moments,
         )
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
     dims = {k: list(v) for k, v in model.named_vars_to_dims.items() if k in keep}
-    out = SamplerOutput({k: v for k, v in out.draws.items() if k in keep}, out.stats, out.attrs)
-    return _groups(out, dims, coords, sampler)
+    out = out._replace(draws={k: v for k, v in out.draws.items() if k in keep})
+    return _groups(out, dims, coords, sampler, settings)
 
 
 def _dataset(arrays: dict, dims: dict, coords: dict, attrs: dict) -> xr.Dataset:
@@ -371,7 +386,9 @@ def _dataset(arrays: dict, dims: dict, coords: dict, attrs: dict) -> xr.Dataset:
     return xr.Dataset(variables, coords=labels, attrs=dict(attrs))
 
 
-def _groups(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> dict[str, xr.Dataset]:
+def _groups(
+    out: SamplerOutput, dims: dict, coords: dict, sampler: str, settings: SamplerSettings
+) -> dict[str, xr.Dataset]:
     from groupcov.inference.jax_backend import LOG_LIKELIHOOD
 
     attrs = {**out.attrs, "sampler": sampler}
@@ -381,8 +398,36 @@ def _groups(out: SamplerOutput, dims: dict, coords: dict, sampler: str) -> dict[
         groups["log_likelihood"] = _dataset(
             {"obs": draws.pop(LOG_LIKELIHOOD)}, {"obs": dims[LOG_LIKELIHOOD]}, coords, {}
         )
+    if out.moments:
+        groups["moments"] = _moments_dataset(out.moments, dims, coords, settings)
     return {
         "posterior": _dataset(draws, dims, coords, attrs),
         "sample_stats": _dataset(out.stats, {}, {}, attrs),
         **groups,
     }
+
+
+#: Statistics of a thinned fit's ``moments`` group, over every draw, kept or not.
+MOMENT_STATISTICS = ("mean", "sd", "r_hat")
+
+
+def _moments_dataset(
+    moments: dict, dims: dict, coords: dict, settings: SamplerSettings
+) -> xr.Dataset:
+    """Mean, sd and split R-hat of all ``draws * thin`` draws of each chain, per
+    quantity: variables shaped like the posterior's with ``chain`` and ``draw``
+    replaced by ``statistic``."""
+    from groupcov.diagnostics import moment_statistics
+    from groupcov.inference.jax_backend import LOG_LIKELIHOOD
+
+    total = settings.draws * settings.thin
+    arrays = {}
+    for name, (mean, m2) in moments.items():
+        if name == LOG_LIKELIHOOD:
+            continue
+        stats = moment_statistics(mean, m2, total // 2)
+        arrays[name] = np.stack([stats[k] for k in MOMENT_STATISTICS])[None]
+    attrs = {"draws_per_chain": total, "thin": settings.thin}
+    data = _dataset(arrays, dims, coords, attrs).squeeze("chain", drop=True)
+    data = data.rename({"draw": "statistic"})
+    return data.assign_coords(statistic=list(MOMENT_STATISTICS))

@@ -49,11 +49,16 @@ class SamplerOutput(NamedTuple):
         Sampler statistics (``diverging``, ``n_steps``, ``lp``, ...).
     attrs : dict
         Attributes for the InferenceData (``sampling_time``, ``tuning_steps``).
+    moments : dict, optional
+        With thinning (NumPyro back-end): variable name -> ``(mean, m2)``, running
+        means and sums of squared deviations of every draw, kept or not, each shaped
+        ``(chain, 2, ...)`` for the first and second half of each chain.
     """
 
     draws: dict
     stats: dict
     attrs: dict
+    moments: dict | None = None
 
 
 def missing_backend(sampler: str, extra: str) -> ImportError:

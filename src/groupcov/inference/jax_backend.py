@@ -392,35 +392,89 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
             )
             warmup_left = tune - switch[1]
 
-        def transitions(state, n):
+        # thinned draws: every draw, kept or not, enters running moments of the outputs
+        stream = thin > 1
+        moments = _empty_moments(jax.eval_shape(constrained, flat)) if stream else ()
+
+        def transitions(state, moments, n, first):
             # n transitions in one loop, so XLA compiles the kernel once; the last
             # `thin` of them count toward the kept draw (divergence anywhere, leapfrog
-            # steps summed), earlier ones (warm-up, in the first block) toward none
+            # steps summed), earlier ones (warm-up, in the first block) toward none;
+            # `first` is the index of the block's first draw after warm-up
             def body(carry):
-                k, state, diverged, steps = carry
+                k, state, diverged, steps, moments = carry
                 state = kernel(state)
                 counted = k >= n - thin
                 diverged = diverged | (counted & state.diverging)
                 steps = steps + jnp.where(counted, state.num_steps, 0)
-                return k + 1, state, diverged, steps
+                if stream:
+                    moments = jax.lax.cond(
+                        counted,
+                        lambda m: _add_draw(m, constrained(state.z), first + k - (n - thin),
+                                            draws * thin),
+                        lambda m: m,
+                        moments,
+                    )
+                return k + 1, state, diverged, steps, moments
 
-            init = (0, state, state.diverging & False, state.num_steps * 0)
-            _, state, diverged, steps = jax.lax.while_loop(lambda c: c[0] < n, body, init)
-            return state, diverged, steps
+            init = (0, state, state.diverging & False, state.num_steps * 0, moments)
+            _, state, diverged, steps, moments = jax.lax.while_loop(
+                lambda c: c[0] < n, body, init
+            )
+            return state, diverged, steps, moments
 
-        def draw(state, index):
+        def draw(carry, index):
+            state, moments = carry
             # the first block also runs the (rest of the) warm-up
             n = jnp.where(index == 0, warmup_left + thin, thin)
-            state, diverged, steps = transitions(state, n)
-            return state, (
+            state, diverged, steps, moments = transitions(state, moments, n, index * thin)
+            return (state, moments), (
                 constrained(state.z), diverged, steps, state.accept_prob, state.energy,
                 state.potential_energy,
             )
 
-        _, trace = jax.lax.scan(draw, state, jnp.arange(draws))
-        return trace
+        (_, moments), trace = jax.lax.scan(draw, (state, moments), jnp.arange(draws))
+        return (*trace, moments) if stream else trace
 
     return chain
+
+
+def _empty_moments(shapes) -> list:
+    """Running moments of each output: ``(mean, m2)``, each ``(2, *shape)`` for the
+    first and second half of a chain's draws (split R-hat's halves)."""
+    import jax.numpy as jnp
+
+    return [
+        (jnp.zeros((2, *s.shape), "float64"), jnp.zeros((2, *s.shape), "float64"))
+        for s in shapes
+    ]
+
+
+def _add_draw(moments: list, values, t, total: int) -> list:
+    """Welford's update of the running moments with the ``t``-th of ``total`` draws.
+
+    Draw ``t`` goes to the first half when ``t < total // 2``, to the second when
+    ``t >= total - total // 2``; the middle draw of an odd ``total`` to neither, as
+    split R-hat drops it.
+    """
+    import jax.numpy as jnp
+
+    half = total // 2
+    second = t >= total - half
+    inside = (t < half) | second
+    h = jnp.where(second, 1, 0)
+    count = jnp.where(second, t - (total - half), t) + 1.0
+    out = []
+    for (mean, m2), x in zip(moments, values, strict=True):
+        x = jnp.asarray(x, "float64")
+        delta = x - mean[h]
+        new_mean = mean[h] + delta / count
+        new_m2 = m2[h] + delta * (x - new_mean)
+        out.append((
+            jnp.where(inside, mean.at[h].set(new_mean), mean),
+            jnp.where(inside, m2.at[h].set(new_m2), m2),
+        ))
+    return out
 
 
 def _nuts_then_jittered(state, nuts_kernel, hmc_kernels, start_info, options, window):
@@ -619,13 +673,18 @@ def run_program(
         for n, t in zip(program.data_names, program.data_dtypes, strict=True)
     )
     keys = chain_keys(settings.random_seed, settings.chains)
-    values, diverging, num_steps, accept, energy, potential_energy = jax.block_until_ready(
-        program.run(keys, args)
-    )
+    trace = jax.block_until_ready(program.run(keys, args))
+    values, diverging, num_steps, accept, energy, potential_energy = trace[:6]
     sampling_time = time.perf_counter() - start
     draws_out = {
         name: np.asarray(x) for (name, _), x in zip(program.outputs, values, strict=True)
     }
+    moments = None
+    if len(trace) > 6:  # thinned: running moments of all draws, (chain, half, ...)
+        moments = {
+            name: (np.asarray(mean), np.asarray(m2))
+            for (name, _), (mean, m2) in zip(program.outputs, trace[6], strict=True)
+        }
     steps = np.asarray(num_steps)
     stats = {
         "diverging": np.asarray(diverging),
@@ -643,7 +702,7 @@ def run_program(
     attrs = {
         "sampling_time": sampling_time, "tuning_steps": settings.tune, "algorithm": algorithm
     }
-    return SamplerOutput(draws_out, stats, attrs)
+    return SamplerOutput(draws_out, stats, attrs, moments)
 
 
 # compiled samplers per model, keyed by what fixes the traced program
