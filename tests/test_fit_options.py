@@ -187,7 +187,7 @@ def test_thinned_fit_has_moments_of_every_draw(model, algorithm, tmp_path):
     thinned = model.fit(**kw, thin=4)
     assert full.moments is None and np.isnan(full.diagnostics().max_r_hat_all_draws)
     moments = thinned.moments
-    assert set(moments.data_vars) == {"mu", "corr"}
+    assert set(moments.data_vars) == {"mu", "corr", "lp"}
     assert moments.attrs["draws_per_chain"] == 160 and moments.attrs["thin"] == 4
     assert moments["corr"].dims == ("statistic", "group", "feature", "feature_")
     for name in ("mu", "corr"):
@@ -198,6 +198,9 @@ def test_thinned_fit_has_moments_of_every_draw(model, algorithm, tmp_path):
                 moments[name].sel(statistic=statistic).values, expected[statistic],
                 rtol=1e-10, atol=1e-13,
             )
+    lp = _all_draw_statistics(full.sample_stats["lp"].values, "lp")
+    np.testing.assert_allclose(moments["lp"].values, [lp["mean"], lp["sd"], lp["r_hat"]],
+                               rtol=1e-10)
     r_hat = np.concatenate([_all_draw_statistics(full.posterior["mu"].values, "mu")["r_hat"]
                             .ravel(),
                             _all_draw_statistics(full.posterior["corr"].values, "corr")
@@ -219,10 +222,29 @@ def test_thinned_fit_with_nutpie_has_moments_of_every_draw(model):
     res = model.fit(sampler="nutpie", draws=30, tune=100, chains=2, thin=3, random_seed=1,
                     progressbar=False, var_names=["mu", "sigma"])
     assert res.posterior.sizes["draw"] == 30
-    assert set(res.moments.data_vars) == {"mu", "sigma"}
+    assert set(res.moments.data_vars) == {"mu", "sigma", "lp"}
     assert res.moments.attrs["draws_per_chain"] == 90
     mean = res.moments["mu"].sel(statistic="mean").values
     kept = res.posterior["mu"].mean(("chain", "draw")).values
     np.testing.assert_allclose(mean, kept, atol=4 * res.moments["mu"].sel(statistic="sd")
                                .values.max() / np.sqrt(30))
     assert np.isfinite(res.diagnostics().max_r_hat_all_draws)
+
+
+def test_thinned_fit_judges_convergence_by_every_draw():
+    """With few kept draws R-hat of the kept ones is noise; the check uses all draws."""
+    import xarray as xr
+
+    from groupcov.result import sampling_problems
+
+    rng = np.random.default_rng(3)
+    lp = rng.normal(size=(4, 20))
+    lp[0] += 1.5  # kept draws of one chain look off
+    stats = xr.Dataset({"lp": (("chain", "draw"), lp)})
+    assert "chains disagree on the log density" in sampling_problems(stats)[0]
+    fine = xr.Dataset({"lp": (("statistic",), [0.0, 1.0, 1.002])},
+                      coords={"statistic": ["mean", "sd", "r_hat"]})
+    assert sampling_problems(stats, None, fine) == []
+    off = fine.assign(lp=(("statistic",), [0.0, 1.0, 1.05]))
+    assert "R-hat of lp 1.050" in sampling_problems(xr.Dataset({"lp": (("chain", "draw"),
+                                                    rng.normal(size=(4, 20)))}), None, off)[0]

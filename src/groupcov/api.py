@@ -372,7 +372,8 @@ class GroupCovModel:
             target_accept=float(kwargs["target_accept"]),
             groupcov_version=__version__,
         )
-        for problem in sampling_problems(result.sample_stats, result.posterior):
+        for problem in sampling_problems(result.sample_stats, result.posterior,
+                                         result.moments):
             warnings.warn(problem, ConvergenceWarning, stacklevel=2)
         return result
 

@@ -138,7 +138,9 @@ def stopped_at_max_depth(sample_stats: xr.Dataset | None) -> int:
 
 
 def sampling_problems(
-    sample_stats: xr.Dataset | None, posterior: xr.Dataset | None = None
+    sample_stats: xr.Dataset | None,
+    posterior: xr.Dataset | None = None,
+    moments: xr.Dataset | None = None,
 ) -> list[str]:
     """What a fit's sampler statistics and its few hyper-parameters say is wrong with it.
 
@@ -157,6 +159,10 @@ def sampling_problems(
         present.
     posterior : xarray.Dataset, optional
         The posterior; its between-group scales are checked when present.
+    moments : xarray.Dataset, optional
+        A thinned fit's moments of every draw (:attr:`GroupCovResult.moments`): the
+        R-hat of ``lp`` and of the scales then comes from all draws (split R-hat), not
+        from the few kept ones.
 
     Returns
     -------
@@ -220,6 +226,8 @@ def sampling_problems(
     s = summarize(stacked, columns=("r_hat", "ess_bulk"))
     r_hat, ess = dict(zip(names, s["r_hat"], strict=True)), dict(zip(names, s["ess_bulk"],
                                                                       strict=True))
+    if moments is not None:
+        r_hat.update(_all_draw_r_hats(moments, posterior))
     disagree = [n for n in names if chains > 1 and r_hat[n] > 1.01]
     if "lp" in disagree:
         lp = quantities["lp"]
@@ -246,6 +254,23 @@ def sampling_problems(
                 "intervals are noisy; run more draws"
             )
     return problems
+
+
+def _all_draw_r_hats(moments: xr.Dataset, posterior: xr.Dataset | None) -> dict[str, float]:
+    """Split R-hat over every draw of ``lp`` and the between-group scales, labeled as
+    :func:`sampling_problems` labels them."""
+    out = {}
+    if "lp" in moments:
+        out["lp"] = float(moments["lp"].sel(statistic="r_hat"))
+    for name in _SCALES:
+        if posterior is None or name not in posterior or name not in moments:
+            continue
+        other = [d for d in posterior[name].dims if d not in ("chain", "draw")]
+        values = moments[name].sel(statistic="r_hat").transpose(*other).values
+        labels = _labels(posterior[name], other)
+        out.update((f"{name}{label}", float(v))
+                   for label, v in zip(labels, np.ravel(values), strict=True))
+    return out
 
 
 def _labels(var: xr.DataArray, dims: list) -> list[str]:

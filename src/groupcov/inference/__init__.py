@@ -347,9 +347,12 @@ def _to_groups(
         keep &= set(settings.var_names)
     if settings.thin > 1 and sampler != "numpyro":  # the others sampled draws * thin
         from groupcov.diagnostics import half_moments
+        from groupcov.inference.jax_backend import LOG_DENSITY
 
         # every draw enters the moments, as the NumPyro program's running moments
         moments = {k: half_moments(v) for k, v in out.draws.items() if k in keep}
+        if "lp" in out.stats:
+            moments[LOG_DENSITY] = half_moments(out.stats["lp"])
         out = SamplerOutput(
             {k: v[:, settings.thin - 1 :: settings.thin] for k, v in out.draws.items()},
             {k: v[:, settings.thin - 1 :: settings.thin] for k, v in out.stats.items()},
@@ -416,9 +419,9 @@ def _moments_dataset(
 ) -> xr.Dataset:
     """Mean, sd and split R-hat of all ``draws * thin`` draws of each chain, per
     quantity: variables shaped like the posterior's with ``chain`` and ``draw``
-    replaced by ``statistic``."""
+    replaced by ``statistic``, and ``lp`` (the log density, as in ``sample_stats``)."""
     from groupcov.diagnostics import moment_statistics
-    from groupcov.inference.jax_backend import LOG_LIKELIHOOD
+    from groupcov.inference.jax_backend import LOG_DENSITY, LOG_LIKELIHOOD
 
     total = settings.draws * settings.thin
     arrays = {}
@@ -426,7 +429,9 @@ def _moments_dataset(
         if name == LOG_LIKELIHOOD:
             continue
         stats = moment_statistics(mean, m2, total // 2)
-        arrays[name] = np.stack([stats[k] for k in MOMENT_STATISTICS])[None]
+        # the log density as "lp" (its name in sample_stats) unless a variable has it
+        key = "lp" if name == LOG_DENSITY and "lp" not in moments else name
+        arrays[key] = np.stack([stats[k] for k in MOMENT_STATISTICS])[None]
     attrs = {"draws_per_chain": total, "thin": settings.thin}
     data = _dataset(arrays, dims, coords, attrs).squeeze("chain", drop=True)
     data = data.rename({"draw": "statistic"})

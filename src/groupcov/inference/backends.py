@@ -50,9 +50,10 @@ class SamplerOutput(NamedTuple):
     attrs : dict
         Attributes for the InferenceData (``sampling_time``, ``tuning_steps``).
     moments : dict, optional
-        With thinning (NumPyro back-end): variable name -> ``(mean, m2)``, running
-        means and sums of squared deviations of every draw, kept or not, each shaped
-        ``(chain, 2, ...)`` for the first and second half of each chain.
+        With thinning: variable name (and ``"__lp__"``, the log density) ->
+        ``(mean, m2)``, running means and sums of squared deviations of every draw,
+        kept or not, each shaped ``(chain, 2, ...)`` for the first and second half of
+        each chain.
     """
 
     draws: dict

@@ -230,6 +230,8 @@ def chain_program(model, settings: SamplerSettings, kwargs: dict) -> ChainProgra
 
 #: Name of the per-group log-likelihood in a trace (not a model variable).
 LOG_LIKELIHOOD = "__group_log_likelihood__"
+#: Name of the log density among a thinned fit's running moments.
+LOG_DENSITY = "__lp__"
 
 
 def density_chain_program(
@@ -393,8 +395,12 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
             warmup_left = tune - switch[1]
 
         # thinned draws: every draw, kept or not, enters running moments of the outputs
+        # and of the log density
         stream = thin > 1
-        moments = _empty_moments(jax.eval_shape(constrained, flat)) if stream else ()
+        moments = (
+            _empty_moments([*jax.eval_shape(constrained, flat), jnp.zeros(())])
+            if stream else ()
+        )
 
         def transitions(state, moments, n, first):
             # n transitions in one loop, so XLA compiles the kernel once; the last
@@ -410,8 +416,10 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
                 if stream:
                     moments = jax.lax.cond(
                         counted,
-                        lambda m: _add_draw(m, constrained(state.z), first + k - (n - thin),
-                                            draws * thin),
+                        lambda m: _add_draw(
+                            m, [*constrained(state.z), -state.potential_energy],
+                            first + k - (n - thin), draws * thin,
+                        ),
                         lambda m: m,
                         moments,
                     )
@@ -681,9 +689,10 @@ def run_program(
     }
     moments = None
     if len(trace) > 6:  # thinned: running moments of all draws, (chain, half, ...)
+        names = [name for name, _ in program.outputs] + [LOG_DENSITY]
         moments = {
             name: (np.asarray(mean), np.asarray(m2))
-            for (name, _), (mean, m2) in zip(program.outputs, trace[6], strict=True)
+            for name, (mean, m2) in zip(names, trace[6], strict=True)
         }
     steps = np.asarray(num_steps)
     stats = {
