@@ -52,3 +52,22 @@ def test_fit_from_a_saved_program_needs_no_pymc(tmp_path):
     assert runs[0][0] == "['numpyro']"  # the first process traced the sampler
     assert runs[1][0] == "[]"
     assert runs[0][1] == runs[1][1]
+
+
+
+def test_xla_flags_add_devices_and_leave_ynnpack_out_where_jaxlib_takes_it(monkeypatch):
+    """The YNNPACK flag only for jaxlib releases known to have it (an unknown flag aborts
+    the process), and never over a user's own setting."""
+    from groupcov import _config
+
+    count = max(4, os.cpu_count() or 1)
+    assert _config.xla_flags("", True).split() == [
+        f"--xla_force_host_platform_device_count={count}",
+        "--xla_cpu_experimental_ynn_fusion_type="]
+    assert _config.xla_flags("--other", False).split() == [
+        "--other", f"--xla_force_host_platform_device_count={count}"]
+    mine = "--xla_force_host_platform_device_count=2 --xla_cpu_experimental_ynn_fusion_type=x"
+    assert _config.xla_flags(mine, True) == mine
+    for version, takes in (("0.10.0", True), ("0.10.2", True), ("0.11.0", False)):
+        monkeypatch.setattr("importlib.metadata.version", lambda name, v=version: v)
+        assert _config._takes_ynn_flag() is takes

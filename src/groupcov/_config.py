@@ -6,7 +6,6 @@ import os
 import sys
 import warnings
 
-
 #: XLA:CPU's choice of operations for YNNPACK (empty: none)
 YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 #: jaxlib releases whose XLA knows :data:`YNN_FLAG` (checked in each release's library)
@@ -20,6 +19,24 @@ def _takes_ynn_flag() -> bool:
         return version("jaxlib") in YNN_FLAG_RELEASES
     except PackageNotFoundError:
         return False
+
+
+def xla_flags(flags: str, takes_ynn_flag: bool) -> str:
+    """``XLA_FLAGS`` with groupcov's CPU settings added where the user set none.
+
+    Examples
+    --------
+    >>> xla_flags("--xla_force_host_platform_device_count=2", True)
+    '--xla_force_host_platform_device_count=2 --xla_cpu_experimental_ynn_fusion_type='
+    >>> xla_flags("--xla_force_host_platform_device_count=2", False)
+    '--xla_force_host_platform_device_count=2'
+    """
+    extra = []
+    if "xla_force_host_platform_device_count" not in flags:
+        extra.append(f"--xla_force_host_platform_device_count={max(4, os.cpu_count() or 1)}")
+    if YNN_FLAG not in flags and takes_ynn_flag:
+        extra.append(f"--{YNN_FLAG}=")
+    return " ".join([flags, *extra]).strip()
 
 
 def configure() -> None:
@@ -43,11 +60,7 @@ def configure() -> None:
             os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, "blas__ldflags="]))
     if "jax" not in sys.modules:
         flags = os.environ.get("XLA_FLAGS", "")
-        extra = []
-        if "xla_force_host_platform_device_count" not in flags:
-            extra.append(f"--xla_force_host_platform_device_count={max(4, os.cpu_count() or 1)}")
-        if YNN_FLAG not in flags and _takes_ynn_flag():
-            extra.append(f"--{YNN_FLAG}=")
-        if extra:
-            os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+        wanted = xla_flags(flags, _takes_ynn_flag())
+        if wanted != flags:
+            os.environ["XLA_FLAGS"] = wanted
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
