@@ -13,10 +13,13 @@ Metropolis step), the same program mapped over the chains in different ways:
 * ``async``: one ``jit`` per device, all dispatched from one thread;
 * ``one-device``: a single chain under ``jit`` (no other device at work).
 
-Each runs in a fresh process; printed: seconds, RSS after compilation and at the end,
-and the growth per second in between. Run from the repository root::
+Each runs in a fresh process; printed: seconds, RSS a quarter into the run (compiled)
+and at the end, and the growth per second in between. XLA hands the reduction to
+YNNPACK; ``--xla-flags=--xla_cpu_experimental_ynn_fusion_type=`` (what groupcov sets)
+keeps it in XLA. Run from the repository root::
 
-    .venv/bin/python benchmarks/cpu_devices_memory.py [--iterations 8000] [--devices 4]
+    .venv/bin/python benchmarks/cpu_devices_memory.py [--iterations 8000] [--devices 4] \\
+        [--xla-flags=--xla_cpu_experimental_ynn_fusion_type=]
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _worker(mode: str, iterations: int, devices: int) -> None:
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+def _worker(mode: str, iterations: int, devices: int, flags: str) -> None:
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {flags}"
     import jax
     import jax.numpy as jnp
 
@@ -137,15 +140,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8000)
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--xla-flags", default="",
+                        help="more XLA_FLAGS, e.g. --xla_cpu_experimental_ynn_fusion_type=")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.iterations, args.devices)
+        _worker(args.worker, args.iterations, args.devices, args.xla_flags)
         return
-    print(f"{args.devices} CPU devices, {args.iterations:,} iterations, state of {SIZE:,}")
+    print(f"{args.devices} CPU devices, {args.iterations:,} iterations, state of {SIZE:,}"
+          f"{', XLA flags ' + args.xla_flags if args.xla_flags else ''}")
     for mode in args.modes.split(","):
         subprocess.run([sys.executable, __file__, "--worker", mode, "--iterations",
-                        str(args.iterations), "--devices", str(args.devices)], check=False)
+                        str(args.iterations), "--devices", str(args.devices),
+                        f"--xla-flags={args.xla_flags}"], check=False)
 
 
 if __name__ == "__main__":

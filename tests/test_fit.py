@@ -159,14 +159,15 @@ def test_fit_warns_about_sampling_problems(monkeypatch):
     m = groupcov.GroupCovModel(sim.data, features=sim.features)
     seen = []
 
-    def problems(sample_stats, posterior):
-        seen.append((int(sample_stats["diverging"].sizes["chain"]), "sd_tau" in posterior))
+    def problems(sample_stats, posterior, moments):
+        seen.append((int(sample_stats["diverging"].sizes["chain"]), "sd_tau" in posterior,
+                     moments))
         return ["3 divergent transitions after warm-up"]
 
     monkeypatch.setattr(groupcov.api, "sampling_problems", problems)
     with pytest.warns(groupcov.ConvergenceWarning, match="3 divergent transitions"):
         m.fit(draws=50, tune=50, chains=2, random_seed=0, progressbar=False)
-    assert seen == [(2, True)]
+    assert seen == [(2, True, None)]  # no moments: nothing was thinned away
 
 
 def test_fit_reports_draws_stopped_at_the_maximum_tree_depth():
