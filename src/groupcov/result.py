@@ -469,28 +469,21 @@ def variable_convergence(post: xr.Dataset, names: list[str]) -> dict[str, dict]:
     """
     out = {}
     for name in names:
-        da = post[name]
-        if "feature" in da.dims and "feature_" in da.dims:
-            da = da.transpose("chain", "draw", ..., "feature", "feature_")
-            p = da.sizes["feature"]
-            rows, cols = np.tril_indices(p, k=-1 if name == "corr" else 0)
-            values = da.values[..., rows, cols]
-        else:
-            da = da.transpose("chain", "draw", ...)
-            values = da.values
+        values = _distinct(post[name].transpose("chain", "draw", ...), name)
         values = values.reshape(*values.shape[:2], -1)
         out[name] = summarize(values, columns=("r_hat", "ess_bulk", "ess_tail"))
     return out
 
 
-def _unique_entries(da: xr.DataArray, name: str) -> np.ndarray:
-    """The distinct quantities of ``da`` (one draw's worth), flat: the lower triangle of
-    a ``("feature", "feature_")`` matrix, without the diagonal for ``corr``."""
+def _distinct(da: xr.DataArray, name: str) -> np.ndarray:
+    """The values of ``da`` with a ``("feature", "feature_")`` matrix reduced to its
+    lower triangle (without the diagonal for ``corr``) as the last axis; the other
+    dims keep their order."""
     if "feature" in da.dims and "feature_" in da.dims:
         da = da.transpose(..., "feature", "feature_")
         rows, cols = np.tril_indices(da.sizes["feature"], k=-1 if name == "corr" else 0)
-        return np.ravel(da.values[..., rows, cols])
-    return np.ravel(da.values)
+        return da.values[..., rows, cols]
+    return da.values
 
 
 def worst_convergence(per_variable: dict[str, dict], names) -> tuple[float, float, float]:
@@ -618,7 +611,7 @@ class GroupCovResult:
         div = self.sample_stats.get("diverging") if self.sample_stats is not None else None
         all_draws = float("nan")
         if self.moments is not None:
-            r_hats = [_unique_entries(self.moments[v].sel(statistic="r_hat"), v)
+            r_hats = [np.ravel(_distinct(self.moments[v].sel(statistic="r_hat"), v))
                       for v in per_variable if v in self.moments]
             finite = np.concatenate([np.zeros(0), *r_hats])
             finite = finite[np.isfinite(finite)]
