@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from groupcov.diagnostics import run_threads, summarize
-from groupcov.inference import inference_data
+from groupcov.inference import inference_data, moments_group_allowed
 from groupcov.model.density import masked_loglik, suffstat_loglik
 from groupcov.stats import (
     IncompleteCells,
@@ -781,8 +780,7 @@ class GroupCovResult:
             path = path / "posterior.nc"
         import arviz as az
 
-        with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*moments group is not defined")
+        with az.rc_context({"data.load": "eager"}), moments_group_allowed():
             idata = az.from_netcdf(str(path))
         if "constant_data" not in idata.groups() or "posterior" not in idata.groups():
             raise KeyError(f"{path} has no posterior and constant_data groups")

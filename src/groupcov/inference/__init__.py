@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,13 +88,21 @@ def run_sampler(
     return inference_data(_to_groups(model, out, sampler, settings))
 
 
-def inference_data(groups: dict[str, xr.Dataset]) -> az.InferenceData:
-    """ArviZ InferenceData of the datasets, the ``moments`` group of a thinned fit
-    included (outside ArviZ's scheme, it would warn)."""
-    import arviz as az
-
+@contextlib.contextmanager
+def moments_group_allowed() -> Iterator[None]:
+    """Silence ArviZ's warning about the ``moments`` group of a thinned fit (outside
+    ArviZ's scheme of groups) while an InferenceData is made or read."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*moments group is not defined")
+        yield
+
+
+def inference_data(groups: dict[str, xr.Dataset]) -> az.InferenceData:
+    """ArviZ InferenceData of the datasets, the ``moments`` group of a thinned fit
+    included."""
+    import arviz as az
+
+    with moments_group_allowed():
         return az.InferenceData(**groups)
 
 
