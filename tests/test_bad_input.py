@@ -300,7 +300,7 @@ ROWS = [
                           "singular"))),
     Row("feature constant in one group",
         modelling(lambda: base(y=[0.5, 2.0, 2.5, 2.0, 1.0, 2.0])), ("pandas", "csv"),
-        Error(DataError, ("feature 'y' takes a single value (2) in group 'b' of column 'g'",
+        Error(DataError, ("feature 'y' takes a single value in group 'b' (always 2) of column 'g'",
                           "covariance='hierarchical' cannot represent",
                           "or model one covariance for all groups (covariance='pooled')"))),
     Row("feature constant in one group, pooled covariance",
@@ -411,3 +411,21 @@ def test_bad_input(row: Row, source: str, tmp_path: Path):
             assert part in str(ours[0].message)
         assert ours[0].filename == __file__  # blames the caller
     expect.check(result)
+
+
+def test_constant_features_name_their_own_groups():
+    """Each feature constant in some groups is listed with exactly those groups (and
+    each group's value), however the features and groups interleave."""
+    from groupcov.model.inputs import check_group_covariances
+
+    df = pd.DataFrame({
+        "g": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
+        "x": [1.0, 2, 3, 5, 2, 1, 4, 3, 5, 1, 2, 7],
+        "y": [3.0, 3, 3, 3, 4, 4, 4, 4, 1, 2, 0, 5],
+        "z": [1.0, 0, 2, 5, 7, 7, 7, 7, 8, 8, 8, 8],
+    })
+    with pytest.raises(DataError) as err:
+        check_group_covariances(reduce(df, "g", ["x", "y", "z"]), "unpooled", "g")
+    message = str(err.value)
+    assert "feature 'y' takes a single value in groups 'a' (always 3), 'b' (always 4);" in message
+    assert "feature 'z' takes a single value in groups 'b' (always 7), 'c' (always 8)" in message

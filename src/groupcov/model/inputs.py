@@ -84,7 +84,7 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
     >>> check_group_covariances(groupcov.reduce(df, "g", ["x", "y"]), "unpooled", "g")
     Traceback (most recent call last):
     ...
-    groupcov.data.validate.DataError: feature 'y' takes a single value (3) in group 'b' ...
+    groupcov.data.validate.DataError: feature 'y' takes a single value in group 'b' (always 3) ...
     """
     p = stats.n_features
     if p == 0 or stats.n_groups == 0:
@@ -101,11 +101,13 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
         (count > p) & (overall > 0)
         & (ss <= np.maximum(count - 1.0, 0.0) * (CONSTANT_RTOL * overall) ** 2)
     )
-    problems: dict[str, list] = {}
-    for g, j in zip(*np.nonzero(constant), strict=True):
-        value = f" ({mean[g, j]:.6g})" if covariance != "pooled" else ""
-        problems.setdefault(f"feature {stats.features[j]!r} takes a single value{value}", [])
-        problems[next(reversed(problems))].append(g)
+    # what is wrong -> [(group index, what the group shows)], one entry per feature
+    problems: dict[str, list[tuple[int, str]]] = {}
+    for j in range(p):
+        for g in np.flatnonzero(constant[:, j]):
+            value = f" (always {mean[g, j]:.6g})" if covariance != "pooled" else ""
+            problems.setdefault(f"feature {stats.features[j]!r} takes a single value",
+                                []).append((g, value))
     # a zero variance left here is a feature constant over all rows: the
     # standardization names it
     varies = (np.diagonal(scatter, axis1=1, axis2=2) > 0).all(axis=1)
@@ -117,7 +119,7 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
         for g in full[smallest < 1e-12 * p]:
             names = collinear_features(scatter[g], stats.features)
             problems.setdefault(f"features {names} are exact linear combinations of each "
-                                "other", []).append(g)
+                                "other", []).append((g, ""))
     if not problems:
         return
     where = []
@@ -125,7 +127,7 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
         if covariance == "pooled":
             where.append(f"{what} within every group")
             continue
-        labels = [repr(plain_label(stats.groups[g])) for g in groups]
+        labels = [repr(plain_label(stats.groups[g])) + shows for g, shows in groups]
         shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5
                                          else "")
         where.append(f"{what} in group{'s' if len(labels) > 1 else ''} {shown}")
