@@ -468,11 +468,15 @@ class SufficientStats:
             )
         total, within = summary.total_sd, summary.within_sd
         scale = np.where(within > 1e-12 * total, within, total)
-        bad = [f for f, s in zip(self.features, total, strict=True) if not s > 0]
-        if bad:
+        constant = [j for j, s in enumerate(total) if not s > 0]
+        if constant:
+            from groupcov.data.validate import precision_note
+
+            bad = [self.features[j] for j in constant]
+            note = precision_note(max(abs(summary.center[j]) for j in constant))
             raise DataError(
-                f"feature(s) {bad} take a single value over all rows; a covariance needs "
-                "variation: remove the constant column(s)"
+                f"feature(s) {bad} take a single value over all rows{note}; a covariance "
+                "needs variation: remove the constant column(s)"
             )
         return Standardization(summary.center, scale)
 

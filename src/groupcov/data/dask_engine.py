@@ -41,6 +41,7 @@ from groupcov.data.validate import (
     order_labels,
     python_label,
     rows_text,
+    unnamed_header,
 )
 from groupcov.stats import SufficientStats
 
@@ -166,6 +167,15 @@ def _head_examples(ddf, column: str) -> tuple:
         return value_examples(ddf[column].head(PROBE_ROWS, npartitions=1, compute=True))
 
 
+def _distinct(ddf, column: str) -> bool:
+    """Whether a column has a value in every row, each value once."""
+    import dask
+
+    values = ddf[column]
+    n, k, d = dask.compute(values.size, values.count(), values.nunique())
+    return n > 0 and k == n == d
+
+
 def _is_row_index(ddf, column: str) -> bool:
     """Whether an integer column holds each of ``0..n-1`` once (count, range, sum and
     sum of squares)."""
@@ -189,7 +199,9 @@ def _column_kinds(ddf, group: str) -> list[ColumnKind]:
             kinds.append(ColumnKind(name, "bool", str(dtype)))
         elif pd.api.types.is_numeric_dtype(dtype):
             index = (position == 0 and str(name) in INDEX_NAMES
-                     and pd.api.types.is_integer_dtype(dtype) and _is_row_index(ddf, name))
+                     and pd.api.types.is_integer_dtype(dtype) and (
+                         _distinct(ddf, name) if unnamed_header(list(ddf.columns))
+                         else _is_row_index(ddf, name)))
             kinds.append(ColumnKind(name, "index" if index else "numeric", str(dtype)))
         elif is_text_dtype(dtype):
             kinds.append(ColumnKind(name, "text", str(dtype), _head_examples(ddf, name)))

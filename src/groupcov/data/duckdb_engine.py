@@ -36,7 +36,9 @@ from groupcov.data.validate import (
     no_rows_error,
     non_numeric_error,
     order_labels,
+    pandas_index_columns,
     rows_text,
+    unnamed_header,
 )
 from groupcov.stats import SufficientStats
 
@@ -132,8 +134,14 @@ def _is_blank(path: str) -> bool:
         return False
 
 
-def open_path(path: str | os.PathLike, con) -> tuple[object, str, str, list[str] | None]:
+def open_path(
+    path: str | os.PathLike, con, full_scan: bool = False
+) -> tuple[object, str, str, list[str] | None]:
     """A DuckDB relation reading a CSV or Parquet file (or glob pattern).
+
+    DuckDB guesses a CSV column's type from the first rows (20,480); ``full_scan``
+    makes it read every row for that (a column of numbers with text further down is
+    then text, a column empty at first but numbers later numbers).
 
     Returns
     -------
@@ -156,7 +164,8 @@ def open_path(path: str | os.PathLike, con) -> tuple[object, str, str, list[str]
         reader = f"read_parquet({_literal(text)})"
     else:
         nulls = ", ".join(_literal(s) for s in NULL_STRINGS)
-        reader = f"read_csv({_literal(text)}, nullstr = [{nulls}])"
+        scan = ", sample_size = -1" if full_scan else ""
+        reader = f"read_csv({_literal(text)}, nullstr = [{nulls}]{scan})"
     import duckdb
 
     try:
@@ -451,6 +460,7 @@ def reduce_relation(
     source: str = "the DuckDB relation",
     label_order: Sequence | None = None,
     names: Sequence[str] | None = None,
+    stored_index: Sequence[str] = (),
 ) -> SufficientStats:
     """Per-group statistics of a DuckDB relation, computed inside DuckDB.
 
@@ -471,6 +481,9 @@ def reduce_relation(
         The columns' names as the data has them, in the relation's column order, where
         DuckDB renamed some (it renames ``x`` to ``x_1`` next to ``X``); messages and
         the statistics use these.
+    stored_index : sequence of str
+        Columns that hold a pandas index (by an Arrow table's or Parquet file's
+        metadata): left out of the default features, with the others left out.
 
     Returns
     -------
@@ -488,7 +501,8 @@ def reduce_relation(
     import duckdb
 
     try:
-        return _reduce_relation(relation, group, features, source, label_order, names)
+        return _reduce_relation(relation, group, features, source, label_order, names,
+                                stored_index)
     except duckdb.Error as error:
         raise DataError(
             f"{source} could not be reduced by DuckDB ({_first_line(error)})"
@@ -528,19 +542,35 @@ def _is_row_index(relation, column: str) -> bool:
     return is_range_of_rows(n, k, *(int(row[key][0]) for key in ("lo", "hi", "s", "q")))
 
 
-def _column_kinds(relation, names: Sequence[str], types: dict, group: str) -> list:
+def _distinct(relation, column: str) -> bool:
+    """Whether a column has a value in every row, each value once."""
+    c = _ident(column)
+    row = _query(relation, f"SELECT count(*) AS n, count({c}) AS k, count(DISTINCT {c}) AS d "
+                           f"FROM {VIEW}")
+    n = int(row["n"][0])
+    return n > 0 and int(row["k"][0]) == n == int(row["d"][0])
+
+
+def _column_kinds(
+    relation, names: Sequence[str], types: dict, group: str, stored_index: Sequence[str] = ()
+) -> list:
     """How each column counts for the default features (``names``: as the user sees
-    them; the relation's own names come in the same order)."""
+    them; the relation's own names come in the same order; ``stored_index``: columns
+    that hold a pandas index, by the file's metadata)."""
     kinds = []
     for position, (name, column) in enumerate(zip(names, relation.columns, strict=True)):
         if name == group:
             continue
         type_id, dtype = _type_id(types[name]), str(types[name])
-        if type_id == "boolean":
+        if name in stored_index:
+            kinds.append(ColumnKind(name, "stored-index", dtype))
+        elif type_id == "boolean":
             kinds.append(ColumnKind(name, "bool", dtype))
         elif type_id in NUMERIC_TYPES:
-            index = (position == 0 and str(name) in INDEX_NAMES
-                     and type_id in INTEGER_TYPES and _is_row_index(relation, column))
+            index = position == 0 and str(name) in INDEX_NAMES and type_id in INTEGER_TYPES and (
+                _distinct(relation, column) if unnamed_header(names)
+                else _is_row_index(relation, column)
+            )
             kinds.append(ColumnKind(name, "index" if index else "numeric", dtype))
         elif type_id in TEXT_TYPES:
             kinds.append(ColumnKind(name, "text", dtype, _text_examples(relation, column)))
@@ -554,7 +584,7 @@ def _row_count(relation) -> int:
 
 
 def _reduce_relation(
-    relation, group, features, source, label_order, names=None
+    relation, group, features, source, label_order, names=None, stored_index=()
 ) -> SufficientStats:
     columns = list(names) if names is not None else list(relation.columns)
     check_unique_columns(columns, source)
@@ -563,8 +593,8 @@ def _reduce_relation(
     if features is None and group in types:
         if _row_count(relation) == 0:
             raise no_rows_error(source)
-        features = default_features(_column_kinds(relation, columns, types, group), group,
-                                    source)
+        kinds = _column_kinds(relation, columns, types, group, stored_index)
+        features = default_features(kinds, group, source)
     features = check_columns(columns, group, features if features is not None else [], source)
     p = len(features)
     clean = _clean_sql(sql_name[group], _type_id(types[group]),
@@ -654,17 +684,67 @@ def reduce_source(
                                    label_order)
         if isinstance(data, (str, os.PathLike)):
             relation, name, kind, names = open_path(data, con)
-            if label_order is None and kind == "parquet":
-                label_order = parquet_label_order(os.fspath(data), group)
-            return reduce_relation(relation, group, features, source or name, label_order,
+            stored_index: list[str] = []
+            if kind == "parquet":
+                if label_order is None:
+                    label_order = parquet_label_order(os.fspath(data), group)
+                stored_index = parquet_index_columns(os.fspath(data))
+            try:
+                return reduce_relation(relation, group, features, source or name,
+                                       label_order, names, stored_index)
+            except DataError:
+                if kind != "csv":
+                    raise
+                # the types DuckDB guessed from the first rows may not hold further
+                # down: with every row's types, the error (if any) names the column
+                scanned, name, kind, names = open_path(data, con, full_scan=True)
+                if list(scanned.types) == list(relation.types):
+                    raise
+            return reduce_relation(scanned, group, features, source or name, label_order,
                                    names)
-        relation = con.from_arrow(data)
+        try:
+            relation = con.from_arrow(data)
+        except duckdb.Error as error:
+            raise DataError(
+                f"{source or 'the Arrow table'} could not be read by DuckDB "
+                f"({_first_line(error)}); {_arrow_types_hint(data)}"
+            ) from None
         names = renamed_columns(data.schema.names, relation.columns)
         return reduce_relation(relation, group, features, source or "the Arrow table",
-                               label_order, names)
+                               label_order, names, pandas_index_columns(data.schema))
     finally:
         if own:
             con.close()
+
+
+def _arrow_types_hint(data) -> str:
+    """Which columns to convert when DuckDB cannot take an Arrow table."""
+    schema = getattr(data, "schema", None)
+    odd = [f"{name!r} ({kind})" for name, kind in zip(getattr(schema, "names", []),
+                                                       getattr(schema, "types", []),
+                                                       strict=False)
+           if str(kind) in ("halffloat", "float16") or str(kind).startswith(
+               ("struct", "map", "union", "dictionary<values=struct"))]
+    if odd:
+        return f"convert the column(s) {', '.join(odd)} to supported types (e.g. float64)"
+    return "convert its columns to plain numbers and text"
+
+
+def parquet_index_columns(path: str) -> list[str]:
+    """Columns of a Parquet file (the first of a pattern's files) that hold the index
+    of the pandas frame it was written from (:func:`pandas_index_columns`); empty when
+    there are none, pyarrow is missing or the file is not local."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return []
+    if "://" in path:
+        return []
+    files = sorted(glob.glob(path, recursive=True)) if _is_pattern(path) else [path]
+    try:
+        return pandas_index_columns(pq.read_schema(files[0])) if files else []
+    except Exception:  # unreadable metadata: DuckDB's own reading reports the file
+        return []
 
 
 def parquet_label_order(path: str, group: str) -> list | None:
@@ -727,7 +807,8 @@ SQL_STARTS = ("select", "with", "from", "values", "table", "pivot", "unpivot", "
 
 
 def is_sql(text: str) -> bool:
-    """Whether a string is a SQL query rather than a file path.
+    """Whether a string is a SQL query rather than a file path: it starts like a query
+    and names no existing file (a file may be called "table 1.csv").
 
     Examples
     --------
@@ -740,4 +821,4 @@ def is_sql(text: str) -> bool:
     return any(
         head.startswith(word) and (word == "(" or head[len(word):len(word) + 1].isspace())
         for word in SQL_STARTS
-    )
+    ) and not os.path.exists(text)

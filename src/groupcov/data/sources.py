@@ -184,6 +184,23 @@ def reduce(
     kind = input_kind(data)
     if kind == "stats":
         return data
+    with np.errstate(over="ignore", under="ignore"):  # check_magnitudes says it better
+        stats = _reduce(data, kind, group, features, con)
+    check_magnitudes(stats)
+    return stats
+
+
+def _is_a_name(group) -> bool:
+    """Whether ``group`` can name a pandas column (a scalar of any type: ``0`` in
+    ``pd.DataFrame(array)``), not an array of labels."""
+    try:
+        hash(group)
+    except TypeError:
+        return False
+    return np.ndim(group) == 0
+
+
+def _reduce(data, kind: str, group, features, con) -> SufficientStats:
     if con is not None and kind not in ("sql", "path", "duckdb", "arrow", "polars",
                                         "polars-lazy"):
         raise DataError(
@@ -192,7 +209,7 @@ def reduce(
         )
     if kind == "numpy":
         return reduce_arrays(data, group, features)
-    if not isinstance(group, str):
+    if not isinstance(group, str) and not (kind == "pandas" and _is_a_name(group)):
         raise DataError(
             f"group= must be the name of the group column, not {type(group).__name__}; "
             "labels given as an array go with a NumPy array of features"
@@ -216,3 +233,55 @@ def reduce(
         "DataFrame, a pyarrow Table, a NumPy array with group= labels, a CSV or Parquet "
         "path, a SQL query or DuckDB relation, or SufficientStats"
     )
+
+
+#: Spread below which the squares of a feature's deviations lose their digits to
+#: underflow in double precision
+SMALLEST_SPREAD = 1e-150
+
+
+def check_magnitudes(stats: SufficientStats) -> None:
+    """Refuse features whose values double precision cannot square and sum.
+
+    Values of magnitude beyond about 1e154 overflow the sums of squares; deviations
+    below about 1e-154 underflow them to zero (a varying feature would look
+    constant). Either way the statistics are no longer the data's; rescaling the
+    column (a power of ten) fixes it.
+
+    Raises
+    ------
+    DataError
+        Naming the feature, the magnitude of its values and what to do.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"g": ["a", "a", "b", "b"], "x": [1e160, 3e160, 2e160, 5e160]})
+    >>> reduce(df, "g", ["x"])
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: feature 'x' has values of magnitude about 4e+160, ...
+    """
+    count, mean, ss = stats.available()
+    for j, feature in enumerate(stats.features):
+        seen = count[:, j] > 0
+        if not seen.any():
+            continue
+        center, sq = mean[seen, j], ss[seen, j]
+        with np.errstate(all="ignore"):
+            spread = np.sqrt(sq / np.maximum(count[seen, j] - 1.0, 1.0))
+            size = float(np.nanmax(np.abs(center)))
+        if not (np.isfinite(center).all() and np.isfinite(sq).all()):
+            raise DataError(
+                f"feature {feature!r} has values of magnitude about {size:.0e}, too large "
+                "for double-precision sums of squares (they overflow): rescale the column "
+                "(divide it by a power of ten)"
+            )
+        largest = float(spread.max())
+        if (0 < largest < SMALLEST_SPREAD) or (largest == 0 and 0 < size < SMALLEST_SPREAD):
+            shown = largest if largest > 0 else size
+            raise DataError(
+                f"feature {feature!r} varies on a scale of about {shown:.0e}, too small for "
+                "double-precision sums of squares (they underflow): rescale the column "
+                "(multiply it by a power of ten)"
+            )
+

@@ -104,8 +104,10 @@ class ColumnKind(NamedTuple):
     name : str
         Column name.
     kind : str
-        ``"numeric"``, ``"bool"``, ``"index"`` (an unnamed leading column holding
-        ``0..n-1``), ``"text"`` or ``"other"`` (dates, lists...).
+        ``"numeric"``, ``"bool"``, ``"index"`` (a leading column holding ``0..n-1``
+        under a name that ``to_csv``'s unnamed index gets, or any distinct integers
+        under an empty header), ``"stored-index"`` (a pandas index that Arrow or Parquet metadata
+        marks as such), ``"text"`` or ``"other"`` (dates, lists...).
     dtype : str
         The engine's type, for messages (``VARCHAR``, ``object``...).
     examples : tuple
@@ -123,7 +125,9 @@ def _left_out_text(column: ColumnKind) -> str:
     if column.kind == "bool":
         return f"{name} is boolean"
     if column.kind == "index":
-        return f"{name} is an unnamed row index (0..n-1)"
+        return f"{name} is an unnamed row index"
+    if column.kind == "stored-index":
+        return f"{name} is the row index pandas stored with the table"
     if column.kind == "text":
         shown = f", e.g. {column.examples[0]!r}" if column.examples else ""
         return f"{name} read as text ({column.dtype}{shown})"
@@ -135,7 +139,8 @@ def default_features(
 ) -> list[str]:
     """The numeric columns other than ``group``; warn about every column left out.
 
-    Boolean columns, an unnamed leading row index and columns that are not numbers
+    Boolean columns, row indexes (the unnamed leading column ``to_csv`` writes, or the
+    index pandas stored in an Arrow table or Parquet file) and columns that are not numbers
     (text, dates...) are left out with one :class:`DefaultFeaturesWarning` naming each
     with its type (and, for text, a value that is not a number).
 
@@ -336,6 +341,15 @@ def check_columns(
         raise DataError(
             f"column(s) {missing} not found in {source}; available columns: {columns}"
         )
+    # NumPy scalars (names from an array) as plain Python values
+    features = [f.item() if isinstance(f, np.generic) else f for f in features]
+    printed = [str(f) for f in features]
+    alike = [f for f, text in zip(features, printed, strict=True) if printed.count(text) > 1]
+    if alike:
+        raise DataError(
+            f"feature names {alike} are different columns that print the same (results "
+            "label features by their printed names): rename the columns"
+        )
     return features
 
 
@@ -480,3 +494,66 @@ def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
         return sorted(labels)
     except TypeError:
         return labels
+
+
+def unnamed_header(names: Sequence) -> bool:
+    """Whether a table's first column has an empty header where the others are named:
+    the row index that ``DataFrame.to_csv`` writes (pandas reads it as ``Unnamed: 0``,
+    DuckDB as ``column0``; a file without any header has ``column0``, ``column1``...).
+
+    Examples
+    --------
+    >>> unnamed_header(["column0", "g", "x"]), unnamed_header(["column0", "column1"])
+    (True, False)
+    >>> unnamed_header(["Unnamed: 0", "g"]), unnamed_header(["id", "g"])
+    (True, False)
+    """
+    if not names:
+        return False
+    first = str(names[0])
+    if first in ("", "Unnamed: 0"):
+        return True
+    return first == "column0" and not all(
+        re.fullmatch(r"column\d+", str(n)) for n in names[1:]
+    )
+
+
+def pandas_index_columns(schema) -> list[str]:
+    """Columns of an Arrow schema that hold the index of the pandas frame it was made
+    from (``DataFrame.to_parquet``, ``pyarrow.Table.from_pandas``), by the schema's
+    pandas metadata; ``pandas.read_parquet`` makes them the index again.
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa
+    >>> frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]}).iloc[[2, 0, 1]]
+    >>> pandas_index_columns(pa.Table.from_pandas(frame).schema)
+    ['__index_level_0__']
+    >>> pandas_index_columns(pa.Table.from_pandas(frame.reset_index(drop=True)).schema)
+    []
+    """
+    try:
+        meta = schema.pandas_metadata or {}
+    except Exception:  # metadata written by something else: no index columns
+        return []
+    names = set(schema.names)
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str) and c in names]
+
+
+def precision_note(value: float) -> str:
+    """A note for a message about a constant feature whose values are too large for
+    double precision to tell neighbouring integers apart (2**53 and beyond); else "".
+
+    Examples
+    --------
+    >>> precision_note(1e17)[:62]
+    ' (values of magnitude 2**53 and beyond, about 1e+17 here, lose'
+    >>> precision_note(3.5)
+    ''
+    """
+    if not abs(value) >= 2.0**53:
+        return ""
+    return (f" (values of magnitude 2**53 and beyond, about {abs(value):.0e} here, lose "
+            "their last digits in double precision: subtract an offset such as the "
+            "column's minimum first)")
+

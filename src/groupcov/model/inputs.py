@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from groupcov.data.validate import DataError, collinear_features
+from groupcov.data.validate import DataError, collinear_features, precision_note
 from groupcov.model.centering import (
     covariance_estimates,
     covariance_whitening,
@@ -122,6 +122,8 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
                                 "other", []).append((g, ""))
     if not problems:
         return
+    big = [mean[g, j] for g, j in zip(*np.nonzero(constant), strict=True)]
+    note = precision_note(max(np.abs(big))) if big else ""
     where = []
     for what, groups in problems.items():
         if covariance == "pooled":
@@ -135,7 +137,7 @@ def check_group_covariances(stats: SufficientStats, covariance: str, group: str)
     if covariance != "pooled" and _pooled_is_regular(stats, group):
         advice += ", or model one covariance for all groups (covariance='pooled')"
     raise DataError(
-        f"{'; '.join(where)} of column {group!r}. The "
+        f"{'; '.join(where)} of column {group!r}{note}. The "
         f"{'pooled covariance' if covariance == 'pooled' else 'covariance of such a group'} "
         f"would be singular, which a multivariate normal model with covariance="
         f"{covariance!r} cannot represent (its likelihood grows without bound as the "
