@@ -163,3 +163,12 @@ def test_arrow_types_duckdb_cannot_read_are_named():
     with pytest.raises(groupcov.DataError, match=r"the Arrow table could not be read by "
                                                  r"DuckDB .*'x' \(halffloat\)"):
         reduce(table, "g")
+
+
+def test_csv_rows_with_other_numbers_of_fields_are_named(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("g,x,y\na,1,2\nb,2,3\na,3\nb,4,5,6\na,5,6\n")
+    with pytest.raises(groupcov.DataError, match=r"could not be split into columns: its "
+                                                 r"header has 3 fields separated by ','.*"
+                                                 r"lines 4 \(2 fields\), 5 \(4 fields\)"):
+        reduce(path, "g")

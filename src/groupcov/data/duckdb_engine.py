@@ -178,6 +178,8 @@ def open_path(
             f"{source} could not be read as a {kind.upper()} table "
             f"({_first_line(error)}); check that it is a {kind.upper()} file"
         ) from None
+    if kind == "csv" and os.path.isfile(text):
+        _check_split(relation.columns, text, source)
     names = None
     if os.path.isfile(text):
         raw = _raw_columns(text, kind, con)
@@ -276,6 +278,37 @@ def read_rows(
     finally:
         if own:
             con.close()
+
+
+def _check_split(columns: Sequence[str], path: str, source: str) -> None:
+    """Refuse a CSV file that DuckDB read as one column although its header has
+    several fields: its rows have different numbers of fields (DuckDB's dialect
+    detection then finds no delimiter), and the lines that differ are named."""
+    if len(columns) != 1:
+        return
+    import csv
+
+    for delimiter in (",", ";", "\t", "|"):
+        if delimiter in columns[0]:
+            break
+    else:
+        return
+    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    with opener(path, "rt", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        bad = []
+        for line, row in enumerate(reader, start=2):
+            if row and len(row) != len(header):
+                bad.append(f"{line} ({len(row)} fields)")
+                if len(bad) == 5:
+                    break
+    shown = f": lines {', '.join(bad)}" if bad else ""
+    raise DataError(
+        f"{source} could not be split into columns: its header has {len(header)} fields "
+        f"separated by {delimiter!r} but some rows have another number of fields{shown}; "
+        "make every row match the header"
+    )
 
 
 def _raw_columns(path: str, kind: str, con) -> list[str]:
