@@ -172,3 +172,19 @@ def test_csv_rows_with_other_numbers_of_fields_are_named(tmp_path):
                                                  r"header has 3 fields separated by ','.*"
                                                  r"lines 4 \(2 fields\), 5 \(4 fields\)"):
         reduce(path, "g")
+
+
+def test_categories_keep_their_order_in_every_route(tmp_path):
+    """An unordered pandas Categorical's categories set the group order in memory, and
+    again after Parquet or Arrow (as ``pandas.read_parquet`` restores them)."""
+    pa = pytest.importorskip("pyarrow")
+    df = _frame()
+    df["g"] = pd.Categorical(df["g"], categories=["c", "b", "a"])
+    df.to_parquet(tmp_path / "cat.parquet")
+    for data in (df, tmp_path / "cat.parquet", pa.Table.from_pandas(df)):
+        assert reduce(data, "g", ["x"]).groups == ("b", "a")
+    # plain text labels are sorted in every route
+    df["g"] = df["g"].astype(str)
+    df.to_parquet(tmp_path / "text.parquet")
+    for data in (df, tmp_path / "text.parquet", pa.Table.from_pandas(df)):
+        assert reduce(data, "g", ["x"]).groups == ("a", "b")

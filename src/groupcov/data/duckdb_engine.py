@@ -36,6 +36,7 @@ from groupcov.data.validate import (
     no_rows_error,
     non_numeric_error,
     order_labels,
+    pandas_categorical,
     pandas_index_columns,
     rows_text,
     unnamed_header,
@@ -781,9 +782,10 @@ def parquet_index_columns(path: str) -> list[str]:
 
 
 def parquet_label_order(path: str, group: str) -> list | None:
-    """Categories of an *ordered* dictionary group column of Parquet files, in order.
+    """Categories of an ordered dictionary group column of Parquet files, or of a
+    pandas ``Categorical`` (ordered or not), in order.
 
-    pandas (an ordered ``Categorical``), polars (``Enum``) and Arrow store the column's
+    pandas (a ``Categorical``), polars (``Enum``) and Arrow store the column's
     type, ordered flag included, in the file's Arrow schema and its categories as the
     dictionary of each row group; DuckDB reads the column as plain text. Reading the
     group column's dictionaries (one column, row group by row group) gives the order
@@ -793,8 +795,8 @@ def parquet_label_order(path: str, group: str) -> list | None:
     -------
     list or None
         The categories in order (united over files and row groups in order of first
-        appearance), or None when the column is not an ordered dictionary, pyarrow is
-        missing or the files are not local.
+        appearance), or None when the column is neither an ordered dictionary nor a
+        pandas categorical, pyarrow is missing or the files are not local.
     """
     try:
         import pyarrow as pa
@@ -812,7 +814,8 @@ def parquet_label_order(path: str, group: str) -> list | None:
             if group not in schema.names:
                 return None
             dtype = schema.field(group).type
-            if not (pa.types.is_dictionary(dtype) and dtype.ordered):
+            if not (pa.types.is_dictionary(dtype)
+                    and (dtype.ordered or pandas_categorical(schema, group))):
                 return None
             for i in range(parquet.num_row_groups):
                 column = parquet.read_row_group(i, columns=[group]).column(group)

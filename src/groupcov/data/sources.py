@@ -25,7 +25,12 @@ import numpy as np
 import pandas as pd
 
 from groupcov.data.frame import reduce_arrays, reduce_pandas
-from groupcov.data.validate import DataError, check_columns, check_unique_columns
+from groupcov.data.validate import (
+    DataError,
+    check_columns,
+    check_unique_columns,
+    pandas_categorical,
+)
 from groupcov.stats import SufficientStats
 
 __all__ = ["input_kind", "reduce"]
@@ -78,11 +83,14 @@ def _arrow_columns(data) -> list[str]:
     return list(data.schema.names)
 
 
-def _arrow_label_order(column) -> list | None:
-    """Dictionary values of an *ordered* Arrow dictionary column (polars ``Enum``)."""
+def _arrow_label_order(column, from_pandas: bool = False) -> list | None:
+    """Dictionary values of an ordered Arrow dictionary column (polars ``Enum``), or of
+    any dictionary column that holds a pandas ``Categorical`` (``from_pandas``)."""
     import pyarrow as pa
 
-    if not pa.types.is_dictionary(column.type) or not column.type.ordered:
+    if not pa.types.is_dictionary(column.type):
+        return None
+    if not (column.type.ordered or from_pandas):
         return None
     chunks = column.chunks if hasattr(column, "chunks") else [column]
     if not chunks:
@@ -101,7 +109,8 @@ def _reduce_arrow(data, group, features, con, source):
             data = data.select([group, *features])
     label_order = None
     if group in columns and hasattr(data, "column"):
-        label_order = _arrow_label_order(data.column(group))
+        label_order = _arrow_label_order(data.column(group),
+                                         pandas_categorical(data.schema, group))
     return reduce_source(data, group, features, con=con, label_order=label_order,
                          source=source)
 

@@ -518,6 +518,26 @@ def unnamed_header(names: Sequence) -> bool:
     )
 
 
+def pandas_categorical(schema, name) -> bool:
+    """Whether the Arrow schema's pandas metadata says column ``name`` was a pandas
+    ``Categorical`` (whose categories' order ``pandas.read_parquet`` restores).
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa
+    >>> frame = pd.DataFrame({"g": pd.Categorical(["a", "b"], ["b", "a"]), "h": ["a", "b"]})
+    >>> schema = pa.Table.from_pandas(frame).schema
+    >>> pandas_categorical(schema, "g"), pandas_categorical(schema, "h")
+    (True, False)
+    """
+    try:
+        meta = schema.pandas_metadata or {}
+    except Exception:  # metadata written by something else
+        return False
+    return any(c.get("name") == name and c.get("pandas_type") == "categorical"
+               for c in meta.get("columns", []))
+
+
 def pandas_index_columns(schema) -> list[str]:
     """Columns of an Arrow schema that hold the index of the pandas frame it was made
     from (``DataFrame.to_parquet``, ``pyarrow.Table.from_pandas``), by the schema's
