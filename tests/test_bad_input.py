@@ -365,7 +365,7 @@ ROWS = [
     Row("file that is not a table", binary_parquet, ("path",),
         Error(DataError, ("image.parquet", "could not be read as a PARQUET table"))),
     Row("text file without the columns", text_as_table, ("path",),
-        Error(DataError, ("notes.txt", "'g'", "not found", "available columns"))),
+        Error(DataError, ("notes.txt", "could not be split into columns"))),
     Row("directory instead of a file", directory, ("path",),
         Error(DataError, ("folder", "is a directory", "glob pattern"))),
     Row("empty file", empty_file, ("path",),

@@ -86,12 +86,43 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-def _split_names(values: Sequence[str] | None) -> list[str] | None:
-    """``--features a b``, ``--features a,b``: one flat list of names."""
+def _split_names(values: Sequence[str] | None, columns: Sequence[str] = ()) -> list[str] | None:
+    """``--features a b``, ``--features a,b``: one flat list of names.
+
+    An argument that is exactly one of ``columns`` is kept whole (a column may be named
+    ``len, cm``); the others are split on commas.
+
+    Examples
+    --------
+    >>> _split_names(["x0,x1", "x2"])
+    ['x0', 'x1', 'x2']
+    >>> _split_names(["len, cm", "y,z"], columns=["g", "len, cm", "y", "z"])
+    ['len, cm', 'y', 'z']
+    """
     if values is None:
         return None
-    names = [part.strip() for v in values for part in v.split(",")]
-    return [n for n in names if n]
+    names = [[v] if v in columns else [part.strip() for part in v.split(",")] for v in values]
+    return [n for parts in names for n in parts if n]
+
+
+def _column_names(path: str | Path) -> list[str]:
+    """Column names of a CSV or Parquet file (or glob) as ``fit`` reads them, without
+    reading its rows."""
+    import duckdb
+
+    from groupcov.data.duckdb_engine import open_path
+
+    with duckdb.connect() as con:
+        relation, _, _, names = open_path(str(_data_file(path)), con)
+        return list(names) if names is not None else list(relation.columns)
+
+
+def _feature_names(path: str | Path, values: Sequence[str] | None) -> list[str] | None:
+    """The ``--features`` of a data file: see :func:`_split_names` (the file's column
+    names are read only where an argument has a comma or surrounding spaces)."""
+    if values is None or all("," not in v and v == v.strip() for v in values):
+        return _split_names(values)
+    return _split_names(values, _column_names(path))
 
 
 def _data_file(path: str | Path) -> Path:
@@ -469,13 +500,14 @@ def group_table(result) -> str:
 
 def _fit(args: argparse.Namespace) -> int:
     _data_file(args.data)
+    features = _feature_names(args.data, args.features)
     out = _out_dir(args.out)
     staging = _staging_dir(out)
     progress = _Progress(5, enabled=args.progress, quiet=args.quiet)
     try:
         with progress.stage(f"reducing {args.data} to per-group statistics"):
             with _report_warnings():
-                stats = reduce_file(args.data, args.group, _split_names(args.features))
+                stats = reduce_file(args.data, args.group, features)
         _check_pooling(stats, args.group, [(args.means, args.covariance)])
         result = _fit_model(args, stats, progress, args.means, args.covariance,
                             group=args.group)
@@ -656,11 +688,14 @@ def _check_numeric(data, features: Sequence[str], path: str) -> None:
     """Feature columns of rows to classify must hold finite numbers or missing values."""
     import numpy as np
 
+    from groupcov.data.frame import value_examples
+
     for f in features:
         column = data[f]
         if column.dtype.kind not in "fiub":
-            example = column.dropna().iloc[0] if column.notna().any() else None
-            raise InputError(f"column '{f}' of '{path}' is not numeric (e.g. {example!r}); "
+            examples = value_examples(column)
+            shown = f" (e.g. {examples[0]!r})" if examples else f" (dtype {column.dtype})"
+            raise InputError(f"column '{f}' of '{path}' is not numeric{shown}; "
                              "the features of rows to classify must be numbers")
         if column.dtype.kind == "f" and np.isinf(column.to_numpy()).any():
             raise InputError(f"column '{f}' of '{path}' has infinite values; replace or "
@@ -717,7 +752,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = _out_file(args.out, "--out")
     _data_file(args.data)
     with _report_warnings():
-        stats = reduce_file(args.data, args.group, _split_names(args.features))
+        stats = reduce_file(args.data, args.group, _feature_names(args.data, args.features))
     if args.pointwise == "group" and stats.n_groups < 2:
         raise InputError(
             f"--pointwise group (leave one group out) needs at least two groups, but column "
@@ -869,8 +904,9 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", required=True, metavar="COL",
                         help="column holding the group labels")
     parser.add_argument("--features", nargs="+", metavar="COL",
-                        help="feature columns, space- or comma-separated "
-                             "(default: every numeric column except --group)")
+                        help="feature columns, space- or comma-separated; a name that "
+                             "is a column is kept whole, commas included (default: every "
+                             "numeric column except --group)")
 
 
 def _traceback_arg(parser: argparse.ArgumentParser) -> None:

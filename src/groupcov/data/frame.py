@@ -25,6 +25,7 @@ from groupcov.data.validate import (
     python_label,
     rows_text,
     text_examples,
+    unnamed_header,
 )
 from groupcov.stats import SufficientStats
 
@@ -40,7 +41,10 @@ __all__ = [
 
 
 def is_numeric_dtype(dtype) -> bool:
-    """Whether a pandas dtype holds numbers (booleans count as 0/1)."""
+    """Whether a pandas dtype holds real numbers (booleans count as 0/1, complex numbers
+    do not count)."""
+    if pd.api.types.is_complex_dtype(dtype):
+        return False
     return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
 
@@ -49,34 +53,109 @@ def is_text_dtype(dtype) -> bool:
     return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
 
 
-def is_row_index(name, values: pd.Series) -> bool:
+def is_row_index(name, values: pd.Series, unnamed: bool = False) -> bool:
     """Whether a column is the row index that ``to_csv`` writes unnamed: each of
-    ``0..n-1`` once (in any order: a shuffled frame's index counts)."""
+    ``0..n-1`` once (in any order: a shuffled frame's index counts), or, under an empty
+    header (``unnamed``: ``Unnamed: 0`` beside named columns), any distinct integers
+    (the index of a filtered or sorted frame)."""
     if str(name) not in INDEX_NAMES or not pd.api.types.is_integer_dtype(values.dtype):
         return False
     if values.isna().any():
         return False
+    if unnamed:
+        return bool(values.is_unique)
     return np.array_equal(np.sort(values.to_numpy()), np.arange(len(values)))
 
 
-def value_examples(values: pd.Series) -> tuple:
-    """Values that are not plain numbers, else the first value (for messages)."""
+def _distinct(values, limit: int) -> tuple:
+    """Up to ``limit`` distinct values in order of appearance, NumPy scalars unwrapped."""
+    found: dict = {}
+    for value in values:
+        found.setdefault(python_label(value), None)
+        if len(found) == limit:
+            break
+    return tuple(found)
+
+
+def value_examples(values: pd.Series, limit: int = 3) -> tuple:
+    """Values of a column that are not numbers, for messages.
+
+    Text that does not read as a number (``'?'``) and other objects (dates...) come
+    first; where there are none, numbers written as text (``'5'``); empty when every
+    value is a number.
+
+    Examples
+    --------
+    >>> value_examples(pd.Series([1, "?", None, "5"], dtype=object))
+    ('?',)
+    >>> value_examples(pd.Series([1, 2, None, "5"], dtype=object))
+    ('5',)
+    >>> value_examples(pd.Series([1.0, 2.0]))
+    ()
+    """
     values = values.dropna()
-    return text_examples(values) or tuple(values.iloc[:1])
+    return text_examples(values, limit) or _strings(values, limit)
 
 
-def column_kind(name, values: pd.Series, position: int) -> ColumnKind:
+def _strings(values: pd.Series, limit: int) -> tuple:
+    return _distinct((v for v in values if isinstance(v, str)), limit)
+
+
+def _numbers_as_text(values: pd.Series, limit: int = 3) -> tuple:
+    """Up to ``limit`` distinct strings of a column whose every value is a number or
+    text that reads as one; empty otherwise."""
+    values = values.dropna()
+    return () if text_examples(values, 1) else _strings(values, limit)
+
+
+def complex_examples(values: pd.Series, limit: int = 3) -> tuple:
+    """Up to ``limit`` distinct complex values of a column."""
+    kinds = (complex, np.complexfloating)
+    return _distinct((v for v in values.dropna() if isinstance(v, kinds)), limit)
+
+
+def _inferred(values: pd.Series) -> pd.Series:
+    """An object column with the type its values share (``pd.NA`` read as None)."""
+    if values.isna().any():
+        na = values.map(lambda v: v is pd.NA).to_numpy(dtype=bool)
+        values = values.where(~na, None) if na.any() else values
+    return values.infer_objects()
+
+
+def numbers_in_objects(values: pd.Series) -> pd.Series:
+    """An object column holding only numbers as a numeric column, else ``values``.
+
+    Missing values may be None, NaN or ``pd.NA``; anything else (text, even text that
+    reads as a number) keeps the column as it is.
+
+    Examples
+    --------
+    >>> numbers_in_objects(pd.Series([1, pd.NA, 2.5], dtype=object)).tolist()
+    [1.0, nan, 2.5]
+    >>> numbers_in_objects(pd.Series([1, "2"], dtype=object)).dtype
+    dtype('O')
+    """
+    if not pd.api.types.is_object_dtype(values.dtype):
+        return values
+    inferred = _inferred(values)
+    return inferred if is_numeric_dtype(inferred.dtype) else values
+
+
+def column_kind(name, values: pd.Series, position: int, unnamed: bool = False) -> ColumnKind:
     """How a column counts for the default features (see
-    :func:`~groupcov.data.validate.default_features`)."""
+    :func:`~groupcov.data.validate.default_features`): numbers in an object column are
+    numeric, complex numbers are not."""
+    if pd.api.types.is_object_dtype(values.dtype):
+        inferred = _inferred(values)
+        if is_numeric_dtype(inferred.dtype) or pd.api.types.is_complex_dtype(inferred.dtype):
+            values = inferred
     dtype = values.dtype
-    if pd.api.types.is_object_dtype(dtype):  # numbers (and None) in objects are numbers
-        inferred = values.infer_objects()
-        if is_numeric_dtype(inferred.dtype):
-            values, dtype = inferred, inferred.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return ColumnKind(name, "bool", str(dtype))
+    if pd.api.types.is_complex_dtype(dtype):
+        return ColumnKind(name, "other", str(dtype))
     if pd.api.types.is_numeric_dtype(dtype):
-        index = position == 0 and is_row_index(name, values)
+        index = position == 0 and is_row_index(name, values, unnamed)
         return ColumnKind(name, "index" if index else "numeric", str(dtype))
     if is_text_dtype(dtype):
         return ColumnKind(name, "text", str(dtype), value_examples(values))
@@ -85,7 +164,8 @@ def column_kind(name, values: pd.Series, position: int) -> ColumnKind:
 
 def column_kinds(df: pd.DataFrame, group: str) -> list[ColumnKind]:
     """:func:`column_kind` of every column except ``group``."""
-    return [column_kind(c, df[c], i) for i, c in enumerate(df.columns) if c != group]
+    unnamed = unnamed_header(list(df.columns))
+    return [column_kind(c, df[c], i, unnamed) for i, c in enumerate(df.columns) if c != group]
 
 
 def numeric_columns(df: pd.DataFrame, group: str, source: str = "the DataFrame") -> list[str]:
@@ -94,12 +174,47 @@ def numeric_columns(df: pd.DataFrame, group: str, source: str = "the DataFrame")
     return default_features(column_kinds(df, group), group, source)
 
 
+def non_numeric_feature_error(
+    column: str, values: pd.Series, source: str | None = None
+) -> DataError:
+    """The error for a feature column that does not hold real numbers.
+
+    Names the column, its dtype and values that are not real numbers; says when the
+    values are complex numbers, or numbers stored as text (convert them with
+    ``pd.to_numeric``).
+
+    Examples
+    --------
+    >>> error = non_numeric_feature_error("x", pd.Series(["1.5", "2"], dtype=object))
+    >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+    feature column 'x' is not numeric: it holds numbers stored as text (dtype object,
+    e.g. ['1.5', '2']); convert it with pd.to_numeric or leave it out of features=
+    """
+    prefix = f"{source}: " if source else ""
+    dtype = values.dtype
+    complex_values = complex_examples(values)
+    if complex_values:
+        return DataError(
+            f"{prefix}feature column {column!r} holds complex numbers (dtype {dtype}, e.g. "
+            f"{list(complex_values)}); features must be real numbers: convert it (e.g. "
+            "its real part or absolute value) or leave it out of features="
+        )
+    written = _numbers_as_text(values)
+    if written:
+        return DataError(
+            f"{prefix}feature column {column!r} is not numeric: it holds numbers stored as "
+            f"text (dtype {dtype}, e.g. {list(written)}); convert it with pd.to_numeric "
+            "or leave it out of features="
+        )
+    return non_numeric_error(column, dtype, value_examples(values), source)
+
+
 def check_numeric(df: pd.DataFrame, features: Sequence[str]) -> None:
-    """Raise :class:`DataError` naming the first non-numeric feature column."""
+    """Raise :class:`DataError` naming the first feature column that does not hold real
+    numbers (see :func:`non_numeric_feature_error`)."""
     for f in features:
-        dtype = df[f].dtype
-        if not is_numeric_dtype(dtype):
-            raise non_numeric_error(f, dtype, value_examples(df[f]))
+        if not is_numeric_dtype(df[f].dtype):
+            raise non_numeric_feature_error(f, df[f])
 
 
 def float_matrix(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -114,12 +229,13 @@ def infinite_cells(x: np.ndarray) -> list[np.ndarray]:
 
 
 def _numbers_in_objects(df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """Object columns holding only numbers (and None) as numeric columns."""
+    """Object columns holding only numbers (missing: None, NaN, ``pd.NA``) as numeric
+    columns (see :func:`numbers_in_objects`)."""
     inferred = {}
     for f in features:
         if df[f].dtype == object:
-            column = df[f].infer_objects()
-            if is_numeric_dtype(column.dtype):
+            column = numbers_in_objects(df[f])
+            if column is not df[f]:
                 inferred[f] = column
     if inferred:
         df = df.copy(deep=False)
@@ -128,13 +244,38 @@ def _numbers_in_objects(df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return df
 
 
+def _label_text(label) -> str:
+    label = python_label(label)
+    return repr(label) if isinstance(label, str) else str(label)
+
+
+def index_rows_text(index: pd.Index, positions: np.ndarray) -> str:
+    """How messages name rows of a frame: by position where the index is ``0..n-1``
+    (position and label agree), else by index label.
+
+    Examples
+    --------
+    >>> index_rows_text(pd.RangeIndex(6), np.array([1, 4]))
+    'rows 1, 4'
+    >>> index_rows_text(pd.Index([10, 11, 12]), np.array([2]))
+    'rows with index labels 12'
+    >>> index_rows_text(pd.Index(["r0", "r1"]), np.array([0, 1]))
+    "rows with index labels 'r0', 'r1'"
+    """
+    if index.equals(pd.RangeIndex(len(index))):
+        return rows_text(positions)
+    labels = [_label_text(index[i]) for i in positions[:5]]
+    shown = rows_text(labels, total=len(positions)).removeprefix("rows ")
+    return f"rows with index labels {shown}"
+
+
 def _feature_matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
     df = _numbers_in_objects(df, features)
     check_numeric(df, features)
     x = float_matrix(df, features)
     for f, rows in zip(features, infinite_cells(x), strict=False):
         if rows.size:
-            raise infinite_error(f, int(rows.size), rows_text(rows))
+            raise infinite_error(f, int(rows.size), index_rows_text(df.index, rows))
     observed = (~np.isnan(x)).sum(axis=0)
     for f, count in zip(features, observed, strict=True):
         if count == 0:
@@ -161,13 +302,15 @@ def group_codes(
     Raises
     ------
     DataError
-        If any label is missing, naming the column, the count and rows.
+        If any label is missing, naming the column, the count and rows (by index label
+        where the index of a Series ``labels`` is not ``0..n-1``).
     """
     labels = pd.Series(labels) if not isinstance(labels, pd.Series) else labels
     missing = labels.isna().to_numpy()
     if missing.any():
         rows = np.flatnonzero(missing)
-        raise missing_labels_error(group, int(rows.size), rows_text(rows), source)
+        raise missing_labels_error(group, int(rows.size), index_rows_text(labels.index, rows),
+                                   source)
     codes, uniques = pd.factorize(labels, sort=False)
     plain = [python_label(u) for u in list(uniques)]
     ordered = order_labels(plain, label_categories(labels))
