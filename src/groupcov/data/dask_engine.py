@@ -197,7 +197,7 @@ def _column_kinds(ddf, group: str) -> list[ColumnKind]:
             continue
         if pd.api.types.is_bool_dtype(dtype):
             kinds.append(ColumnKind(name, "bool", str(dtype)))
-        elif pd.api.types.is_numeric_dtype(dtype):
+        elif is_numeric_dtype(dtype):  # real numbers (complex: "other")
             index = (position == 0 and str(name) in INDEX_NAMES
                      and pd.api.types.is_integer_dtype(dtype) and (
                          _distinct(ddf, name) if unnamed_header(list(ddf.columns))
