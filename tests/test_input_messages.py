@@ -14,15 +14,7 @@ import pytest
 
 from groupcov import cli, reduce
 from groupcov.data import DataError, DefaultFeaturesWarning
-
-
-def base(**columns) -> pd.DataFrame:
-    df = pd.DataFrame({
-        "g": ["a", "b", "a", "b", "a", "b"],
-        "x": [1.0, 2.0, 3.0, 4.0, 5.0, 7.0],
-        "y": [0.5, -1.0, 2.5, 0.0, 1.0, 3.0],
-    })
-    return df.assign(**columns)
+from test_bad_input import base
 
 
 def error_message(data, group="g", features=("x",)) -> str:
