@@ -188,3 +188,20 @@ def test_categories_keep_their_order_in_every_route(tmp_path):
     df.to_parquet(tmp_path / "text.parquet")
     for data in (df, tmp_path / "text.parquet", pa.Table.from_pandas(df)):
         assert reduce(data, "g", ["x"]).groups == ("a", "b")
+
+
+def test_csv_errors_that_types_do_not_cause_read_the_file_once(tmp_path, monkeypatch):
+    from groupcov.data import duckdb_engine
+
+    path = tmp_path / "late.csv"
+    _late_csv(path, "a,?,2")
+    opened = []
+    real = duckdb_engine.open_path
+    monkeypatch.setattr(duckdb_engine, "open_path",
+                        lambda *a, **k: opened.append(k) or real(*a, **k))
+    with pytest.raises(groupcov.DataError, match=r"column\(s\) \['z'\] not found"):
+        reduce(path, "g", ["z"])
+    assert opened == [{}]
+    with pytest.raises(groupcov.DataError, match=r"'x' is not numeric"):
+        reduce(path, "g", ["x"])
+    assert opened[1:] == [{}, {"full_scan": True}]

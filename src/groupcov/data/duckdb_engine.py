@@ -64,6 +64,12 @@ PROBE_ROWS = 10_000
 VIEW = "groupcov_source"
 
 
+class TypeGuessError(DataError):
+    """A :class:`DataError` that a wrong guess of a CSV column's type can cause (DuckDB
+    failed on a value, or a feature read as text): re-reading the file with every row's
+    types may change it."""
+
+
 def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
@@ -538,7 +544,7 @@ def reduce_relation(
         return _reduce_relation(relation, group, features, source, label_order, names,
                                 stored_index)
     except duckdb.Error as error:
-        raise DataError(
+        raise TypeGuessError(
             f"{source} could not be reduced by DuckDB ({_first_line(error)})"
         ) from None
 
@@ -639,7 +645,7 @@ def _reduce_relation(
             if not example:  # no value to show: an empty table or an all-missing column
                 rows = _row_count(relation)
                 raise no_rows_error(source) if rows == 0 else all_missing_error(f, rows, source)
-            raise non_numeric_error(f, types[f], example, source)
+            raise TypeGuessError(*non_numeric_error(f, types[f], example, source).args)
     shifts = _shifts(relation, clean, p)
     first = _first_pass(relation, clean, p, shifts)
     n, mean, scatter, dbar = _moments(first, p, shifts)
@@ -726,11 +732,12 @@ def reduce_source(
             try:
                 return reduce_relation(relation, group, features, source or name,
                                        label_order, names, stored_index)
-            except DataError:
+            except TypeGuessError:
                 if kind != "csv":
                     raise
                 # the types DuckDB guessed from the first rows may not hold further
                 # down: with every row's types, the error (if any) names the column
+                # (other errors, a missing column say, need no second reading)
                 scanned, name, kind, names = open_path(data, con, full_scan=True)
                 if list(scanned.types) == list(relation.types):
                     raise
