@@ -133,7 +133,7 @@ def _is_blank(path: str) -> bool:
     """Whether a file holds nothing but white space (compressed or not)."""
     if os.path.getsize(path) == 0:
         return True
-    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    opener = _opener(path)
     try:
         with opener(path, "rb") as handle:
             return not handle.read(4096).strip()
@@ -287,6 +287,11 @@ def read_rows(
             con.close()
 
 
+def _opener(path: str):
+    """``open``, or ``gzip.open`` for a gzip-compressed file (by its suffix)."""
+    return gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+
+
 def _check_split(columns: Sequence[str], path: str, source: str) -> None:
     """Refuse a CSV file that DuckDB read as one column although its header has
     several fields: its rows have different numbers of fields (DuckDB's dialect
@@ -300,7 +305,7 @@ def _check_split(columns: Sequence[str], path: str, source: str) -> None:
             break
     else:
         return
-    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    opener = _opener(path)
     with opener(path, "rt", newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, [])
@@ -342,7 +347,7 @@ def _raw_columns(path: str, kind: str, con) -> list[str]:
     delimiter, quote, skip, header = sniff[0]
     if not header:
         return []
-    opener = gzip.open if path.lower().endswith((".gz", ".gzip")) else open
+    opener = _opener(path)
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:
             for _ in range(int(skip)):
