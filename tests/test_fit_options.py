@@ -290,3 +290,47 @@ def test_release_free_heap_runs():
     from groupcov.inference.jax_backend import release_free_heap
 
     assert release_free_heap() is None
+
+
+def test_compiler_options_on_cpu_and_user_flags(monkeypatch):
+    """The samplers' XLA:CPU options apply on the CPU unless XLA_FLAGS sets them."""
+    import jax
+
+    from groupcov.inference import jax_backend
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU only")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    assert jax_backend.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    assert jax_backend.compiler_options() is None
+
+
+def test_compile_lowered_same_values_and_unknown_option(monkeypatch):
+    """Compiled with the options, a program gives the default compilation's values; an
+    option this XLA does not know falls back to the default compilation, and other
+    compile errors still raise."""
+    import jax
+    import jax.numpy as jnp
+
+    from groupcov.inference import jax_backend
+
+    def f(x):
+        return jnp.sum(jnp.tanh(x) * jnp.exp(-x**2)) + jnp.cumsum(x)[-1]
+
+    x = jnp.linspace(-3.0, 3.0, 1001)
+    lowered = jax.jit(jax.value_and_grad(f)).lower(x)
+    value, grad = jax_backend.compile_lowered(lowered)(x)
+    ref_value, ref_grad = lowered.compile()(x)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-15)
+
+    monkeypatch.setattr(jax_backend, "compiler_options", lambda: {"xla_cpu_no_such": True})
+    np.testing.assert_allclose(jax_backend.compile_lowered(lowered)(x)[0], ref_value)
+
+    class Broken:
+        def compile(self, compiler_options=None):
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        jax_backend.compile_lowered(Broken())

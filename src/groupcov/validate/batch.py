@@ -20,6 +20,7 @@ import numpy as np
 
 from groupcov.inference.backends import SamplerSettings
 from groupcov.inference.jax_backend import (
+    CompiledOnFirstCall,
     chain_program,
     density_chain_program,
     enable_compilation_cache,
@@ -154,8 +155,8 @@ class BatchSampler:
 
         over_sets = jax.vmap(one_chain, in_axes=(0, 0))
         if jax.default_backend() == "cpu" and jax.local_device_count() >= self.chains > 1:
-            return jax.pmap(over_sets, in_axes=(0, None))
-        return jax.jit(jax.vmap(over_sets, in_axes=(0, None)))
+            return CompiledOnFirstCall(jax.pmap(over_sets, in_axes=(0, None)))
+        return CompiledOnFirstCall(jax.jit(jax.vmap(over_sets, in_axes=(0, None))))
 
     def sample(self, stats: Sequence[SufficientStats], seed: int) -> BatchFit:
         """Fit every data set in ``stats``.
