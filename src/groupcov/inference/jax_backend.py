@@ -636,7 +636,8 @@ def compile_program(
 def _shape_specs(program: ChainProgram, data: tuple, chains: int | None = None):
     import jax
 
-    key = jax.random.PRNGKey(0)
+    # shape and dtype only: making a key would compile a small XLA program
+    key = jax.eval_shape(jax.random.PRNGKey, 0)
     key_shape = key.shape if chains is None else (chains, *key.shape)
     return (
         jax.ShapeDtypeStruct(key_shape, key.dtype),
