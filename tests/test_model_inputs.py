@@ -190,6 +190,22 @@ def test_model_coords_follow_data_labels():
     assert tuple(m.model.coords["pair"]) == ("w|h",)
 
 
+def test_pair_labels_distinct_when_names_hold_the_separator():
+    """"a|b" with "c" and "a" with "b|c" must not both be "a|b|c"."""
+    from groupcov.model.inputs import PAIR_SEPARATORS, pair_labels
+
+    rng = np.random.default_rng(4)
+    names = ["c", "b|c", "a|b", "a"]
+    df = pd.DataFrame({n: rng.normal(size=40) for n in names})
+    df["g"] = np.repeat(["u", "v"], 20)
+    m = GroupCovModel(df, group="g", features=names, covariance="hierarchical")
+    pairs = list(m.model.coords["pair"])
+    assert len(set(pairs)) == len(pairs) == 6
+    assert pairs[1] == "a|b~c"  # the first separator no name holds
+    every = ["x" + "".join(PAIR_SEPARATORS), "y"]
+    assert pair_labels(every) == [repr(("y", every[0]))]
+
+
 @pytest.mark.parametrize(
     ("parameterization", "expected"),
     [

@@ -45,11 +45,31 @@ COV_PARAM, COV_PARAM_ = "cov_param", "cov_param_"
 _NO_INFORMATION = 1e100
 
 
+#: Separators of the two features in a pair's label, the first that no feature name holds
+PAIR_SEPARATORS = ("|", "~", "::", " & ", " / ")
+
+
 def pair_labels(features) -> list[str]:
-    """Labels of the canonical partial correlations, column by column."""
-    p = len(features)
-    cols, rows = np.triu_indices(p, 1)
-    return [f"{features[i]}|{features[j]}" for i, j in zip(rows, cols, strict=True)]
+    """Labels of the canonical partial correlations, column by column: ``"y|x"``.
+
+    The separator is the first of :data:`PAIR_SEPARATORS` that no feature's name
+    contains, so that labels are distinct ("a|b" with "c" and "a" with "b|c" would both
+    read "a|b|c"); names holding every one are labelled as tuples.
+
+    Examples
+    --------
+    >>> pair_labels(["x", "y", "z"])
+    ['y|x', 'z|x', 'z|y']
+    >>> pair_labels(["c", "b|c", "a|b", "a"])[:2]
+    ['b|c~c', 'a|b~c']
+    """
+    names = [str(f) for f in features]
+    cols, rows = np.triu_indices(len(names), 1)
+    pairs = list(zip(rows, cols, strict=True))
+    sep = next((s for s in PAIR_SEPARATORS if not any(s in n for n in names)), None)
+    if sep is None:
+        return [repr((names[i], names[j])) for i, j in pairs]
+    return [f"{names[i]}{sep}{names[j]}" for i, j in pairs]
 
 
 # a group's sd of a feature below this fraction of the feature's overall sd is zero
