@@ -204,3 +204,20 @@ def test_rows_to_classify_show_a_value_that_is_not_a_number():
         cli._check_numeric(data, ["x", "y"], "new.csv")
     message = str(info.value)
     assert "column 'x' of 'new.csv' is not numeric (e.g. '?')" in message, message
+
+
+def test_labels_of_different_types_equal_as_values_are_refused():
+    """1, 1.0 and True in one object column would silently be one group."""
+    rng = np.random.default_rng(5)
+    labels = pd.Series([1, 1.0, True, "a", 2, 2] * 5, dtype=object)
+    df = pd.DataFrame({"g": labels, "x": rng.normal(size=30)})
+    msg = error_message(df)
+    assert "group column 'g'" in msg
+    assert "1 (int), 1.0 (float), True (bool)" in msg
+    assert "astype(str)" in msg
+    # distinct values of mixed types, and NumPy with Python integers, stay as they are
+    ok = pd.DataFrame({"g": pd.Series([1, "1.5", np.int64(1), "a"] * 5, dtype=object),
+                       "x": rng.normal(size=20)})
+    stats = reduce(ok, "g", ["x"])
+    assert stats.groups == (1, "1.5", "a")
+    assert stats.n.tolist() == [10, 5, 5]

@@ -15,6 +15,7 @@ from groupcov.data.validate import (
     all_missing_error,
     check_columns,
     check_label_types,
+    check_merged_labels,
     check_unique_columns,
     default_features,
     infinite_error,
@@ -312,6 +313,8 @@ def group_codes(
         raise missing_labels_error(group, int(rows.size), index_rows_text(labels.index, rows),
                                    source)
     codes, uniques = pd.factorize(labels, sort=False)
+    if labels.dtype == object:
+        check_merged_labels(labels, codes, group, source)
     plain = [python_label(u) for u in list(uniques)]
     ordered = order_labels(plain, label_categories(labels))
     check_label_types(ordered, group, source)

@@ -463,6 +463,58 @@ def check_label_types(
     )
 
 
+def _label_kind(label) -> str:
+    if isinstance(label, bool | np.bool_):
+        return "bool"
+    if isinstance(label, int | np.integer):
+        return "int"
+    if isinstance(label, float | np.floating):
+        return "float"
+    return type(label).__name__
+
+
+def check_merged_labels(
+    labels, codes: np.ndarray, group: str | None, source: str | None = None
+) -> None:
+    """Raise :class:`DataError` when labels of different types were taken as one group.
+
+    pandas (like Python) takes ``1``, ``1.0`` and ``True`` as one value: in one column of
+    objects they would silently be one group. ``labels`` are the column's values (a
+    pandas Series of objects), ``codes`` their group codes from ``pandas.factorize``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> labels = pd.Series([1, 1.0, 2, True], dtype=object)
+    >>> check_merged_labels(labels, pd.factorize(labels)[0], "g")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: group column 'g' has labels of different types that ...
+    """
+    import pandas as pd
+
+    kinds = pd.Series(labels).map(_label_kind).to_numpy()
+    if len(set(kinds)) < 2:
+        return
+    pairs = pd.DataFrame({"code": codes, "kind": kinds}).drop_duplicates()
+    merged = pairs[pairs.duplicated("code", keep=False)]
+    if merged.empty:
+        return
+    code = merged["code"].iloc[0]
+    values = np.asarray(labels, dtype=object)
+    examples = []
+    for kind in merged.loc[merged["code"] == code, "kind"]:
+        first = np.flatnonzero((codes == code) & (kinds == kind))[0]
+        examples.append(f"{values[first]!r} ({kind})")
+    what = f"group column {group!r}" if group is not None else "group="
+    name = repr(group) if group is not None else "'g'"
+    raise DataError(
+        f"{_prefix(source)}{what} has labels of different types that are equal as values: "
+        f"{', '.join(examples)} would be one group. Give the column one type first, e.g. "
+        f"df[{name}].astype(str) to keep them apart"
+    )
+
+
 def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
     """The order of groups that every engine uses.
 
