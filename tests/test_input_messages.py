@@ -221,3 +221,21 @@ def test_labels_of_different_types_equal_as_values_are_refused():
     stats = reduce(ok, "g", ["x"])
     assert stats.groups == (1, "1.5", "a")
     assert stats.n.tolist() == [10, 5, 5]
+
+
+@pytest.mark.parametrize("route", ["pandas", "arrow", "polars"])
+def test_unhashable_labels_are_named(route):
+    """Struct (dict) labels get the label-type message, not a TypeError."""
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame({"g": [{"a": 1, "b": 2}, {"a": 1, "b": 3}] * 5,
+                       "x": rng.normal(size=10)})
+    if route == "arrow":
+        pa = pytest.importorskip("pyarrow")
+        data = pa.Table.from_pandas(df)
+    elif route == "polars":
+        pl = pytest.importorskip("polars")
+        data = pl.from_pandas(df)
+    else:
+        data = df
+    msg = error_message(data)
+    assert "group column 'g' has labels of type dict" in msg

@@ -671,7 +671,9 @@ def _reduce_relation(
         count = int(n[missing].sum())
         raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source)
     values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
-    check_label_types(list(dict.fromkeys(values)), group, source)
+    # one value per cell (group and pattern of missing values); before any hashing,
+    # which labels such as structs (dicts) do not allow
+    check_label_types(values, group, source)
     if _ill_conditioned(n, dbar, scatter, observed):
         first = _second_pass(relation, clean, p)
         centers = np.stack([_filled(first[f"t{j}"]) for j in range(p)], axis=-1).reshape(-1, p)

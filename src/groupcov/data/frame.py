@@ -312,7 +312,11 @@ def group_codes(
         rows = np.flatnonzero(missing)
         raise missing_labels_error(group, int(rows.size), index_rows_text(labels.index, rows),
                                    source)
-    codes, uniques = pd.factorize(labels, sort=False)
+    try:
+        codes, uniques = pd.factorize(labels, sort=False)
+    except TypeError:  # unhashable labels (dicts, lists): name their type
+        check_label_types(labels.tolist(), group, source)
+        raise
     if labels.dtype == object:
         check_merged_labels(labels, codes, group, source)
     plain = [python_label(u) for u in list(uniques)]
