@@ -239,3 +239,14 @@ def test_unhashable_labels_are_named(route):
         data = df
     msg = error_message(data)
     assert "group column 'g' has labels of type dict" in msg
+
+
+def test_categorical_feature_message_shows_categories():
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({"g": ["a", "b"] * 10, "x": pd.Categorical(rng.integers(0, 5, 20)),
+                       "y": pd.Categorical(["lo", "hi"] * 10)})
+    msg = error_message(df, features=("x",))
+    assert "feature column 'x' is categorical" in msg and "[0, 1, 2]" in msg
+    assert "astype(float)" in msg
+    msg = error_message(df, features=("y",))
+    assert "['hi', 'lo']" in msg and "cat.codes" in msg

@@ -200,6 +200,17 @@ def non_numeric_feature_error(
             f"{list(complex_values)}); features must be real numbers: convert it (e.g. "
             "its real part or absolute value) or leave it out of features="
         )
+    if isinstance(dtype, pd.CategoricalDtype):
+        shown = list(dtype.categories[:3])
+        numeric = pd.api.types.is_numeric_dtype(dtype.categories.dtype)
+        advice = (
+            f"its categories are numbers: convert it with df[{column!r}].astype(float)"
+            if numeric else "convert it to numbers (e.g. its .cat.codes, if they mean numbers)"
+        )
+        return DataError(
+            f"{prefix}feature column {column!r} is categorical (dtype category, categories "
+            f"e.g. {shown}); {advice} or leave it out of features="
+        )
     written = _numbers_as_text(values)
     if written:
         return DataError(
