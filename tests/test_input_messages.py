@@ -250,3 +250,13 @@ def test_categorical_feature_message_shows_categories():
     assert "astype(float)" in msg
     msg = error_message(df, features=("y",))
     assert "['hi', 'lo']" in msg and "cat.codes" in msg
+
+
+def test_file_and_dask_rows_say_they_count_from_zero(tmp_path):
+    """Positions in a file or a Dask table are not line numbers: the message says so."""
+    df = base(x=[1.0, np.inf, 3.0, 4.0, np.inf, 7.0])
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    assert "(rows 1, 4, counting from 0)" in error_message(str(path))
+    dd = pytest.importorskip("dask.dataframe")
+    assert "(rows 1, 4, counting from 0)" in error_message(dd.from_pandas(df, npartitions=2))

@@ -475,7 +475,8 @@ def _bad_rows(relation, condition: str, clean: str) -> str:
         f"{condition} AS bad FROM clean) WHERE bad ORDER BY rn LIMIT 6"
     )
     rows = _query(relation, sql)["rn"].tolist()
-    return rows_text(rows[:5], total=len(rows))
+    # positions in the table, as pandas numbers the rows it reads (not a file's lines)
+    return rows_text(rows[:5], total=len(rows)) + ", counting from 0"
 
 
 def _shifts(relation, clean: str, p: int) -> np.ndarray:
