@@ -473,6 +473,10 @@ def _label_kind(label) -> str:
     return type(label).__name__
 
 
+#: ``pandas.api.types.infer_dtype`` results of columns whose labels have one type
+_ONE_KIND = frozenset({"string", "bytes", "integer", "floating", "boolean", "empty"})
+
+
 def check_merged_labels(
     labels, codes: np.ndarray, group: str | None, source: str | None = None
 ) -> None:
@@ -493,6 +497,8 @@ def check_merged_labels(
     """
     import pandas as pd
 
+    if pd.api.types.infer_dtype(labels, skipna=True) in _ONE_KIND:
+        return  # fast: no Python call per row
     kinds = pd.Series(labels).map(_label_kind).to_numpy()
     if len(set(kinds)) < 2:
         return
