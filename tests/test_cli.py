@@ -298,6 +298,17 @@ def test_help_and_the_console_script(files):
     _one_line_error(bad.returncode, bad.stderr, ["not found"])
 
 
+def test_demo_without_plot_does_not_import_matplotlib():
+    """matplotlib's import (half a second) is only for --plot."""
+    code = ("import sys\nfrom groupcov import cli\n"
+            "try:\n    cli.main(['demo', '--rows', '100', '--draws', '20', '--tune', '20',"
+            " '--chains', '1'])\nexcept SystemExit:\n    pass\n"
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
 def test_demo_prints_the_table_and_saves_the_plot(tmp_path):
     png = tmp_path / "ellipses.png"
     code, stdout, _ = run_cli(["demo", "--rows", "300", "--draws", "200", "--tune", "200",

@@ -790,7 +790,8 @@ def _demo(args: argparse.Namespace) -> int:
     from groupcov.datasets import two_groups
     from groupcov.diagnostics import summarize
 
-    plot = _out_file(args.plot, "--plot", _figure_types())
+    # matplotlib only when a figure is asked for (its import takes half a second)
+    plot = _out_file(args.plot, "--plot", _figure_types()) if args.plot else None
     sim = two_groups(n_per_group=args.rows, seed=args.data_seed)
     print(
         f"Two groups, {args.rows} rows each, features x and y:\n"
