@@ -123,3 +123,21 @@ def test_import_hooks_survive_an_availability_check(tmp_path, monkeypatch):
 
     assert seen == [2]
     sys.modules.pop("bench_hook_probe")
+
+
+def test_cpu_emitters_table_averages_rounds_per_size_and_generator():
+    import cpu_emitters
+
+    def row(label, compile_s, ms, sampler=None):
+        out = {"size": "two-group", "label": label, "grad": {"compile_s": compile_s, "ms": ms}}
+        if sampler is not None:
+            out["sampler"] = {"compile_s": sampler, "sampling_s": 1.0}
+        return out
+
+    results = [row("fusion emitters", 1.0, 0.01, 5.0), row("elemental", 0.5, 0.02, 4.0),
+               row("fusion emitters", 3.0, 0.03, 6.0), row("elemental", 0.7, 0.02)]
+    lines = cpu_emitters._table(results).splitlines()
+    assert lines[2] == ("| two-group | fusion emitters | 2.00 (1.00 to 3.00) | 0.020 (0.010 to "
+                        "0.030) | 5.50 (5.00 to 6.00) | 1.00 (1.00 to 1.00) |")
+    assert lines[3] == ("| two-group | elemental | 0.60 (0.50 to 0.70) | 0.020 (0.020 to 0.020)"
+                        " | 4.00 | 1.00 |")
