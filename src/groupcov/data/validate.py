@@ -402,12 +402,20 @@ def all_missing_error(column: str, n_rows: int, source: str | None = None) -> Da
     )
 
 
+def _group_column(group: str | None) -> tuple[str, str]:
+    """How messages name the group column (``"group="`` for labels given as an array),
+    and its name as code puts it (``'g'`` for an array)."""
+    if group is None:
+        return "group=", "'g'"
+    return f"group column {group!r}", repr(group)
+
+
 def missing_labels_error(
     group: str | None, count: int, rows: str, source: str | None = None
 ) -> DataError:
     """Rows whose group label is missing (None, NaN, NULL); ``group=None``: labels given as
     an array."""
-    what = f"group column {group!r}" if group is not None else "group="
+    what, _ = _group_column(group)
     return DataError(
         f"{_prefix(source)}{what} has {count} missing label(s) "
         f"({rows}); drop those rows or give them a group"
@@ -453,8 +461,7 @@ def check_label_types(
     bad = [label for label in labels if label_type(label) is None]
     if not bad:
         return
-    what = f"group column {group!r}" if group is not None else "group="
-    name = repr(group) if group is not None else "'g'"
+    what, name = _group_column(group)
     raise DataError(
         f"{_prefix(source)}{what} has labels of type {type(bad[0]).__name__} "
         f"(e.g. {bad[0]!r}); labels must be ints, finite floats, bools or strings: "
@@ -464,13 +471,12 @@ def check_label_types(
 
 
 def _label_kind(label) -> str:
-    if isinstance(label, bool | np.bool_):
-        return "bool"
-    if isinstance(label, int | np.integer):
-        return "int"
-    if isinstance(label, float | np.floating):
-        return "float"
-    return type(label).__name__
+    """:func:`groupcov.stats.label_type` (NumPy scalars as their Python type), or the type's
+    name for labels it does not store."""
+    from groupcov.stats import label_type
+
+    value = label.item() if isinstance(label, np.generic) else label
+    return label_type(value) or type(value).__name__
 
 
 #: ``pandas.api.types.infer_dtype`` results of columns whose labels have one type
@@ -512,8 +518,7 @@ def check_merged_labels(
     for kind in merged.loc[merged["code"] == code, "kind"]:
         first = np.flatnonzero((codes == code) & (kinds == kind))[0]
         examples.append(f"{values[first]!r} ({kind})")
-    what = f"group column {group!r}" if group is not None else "group="
-    name = repr(group) if group is not None else "'g'"
+    what, name = _group_column(group)
     raise DataError(
         f"{_prefix(source)}{what} has labels of different types that are equal as values: "
         f"{', '.join(examples)} would be one group. Give the column one type first, e.g. "
