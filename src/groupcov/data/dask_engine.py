@@ -39,8 +39,8 @@ from groupcov.data.validate import (
     no_rows_error,
     non_numeric_error,
     order_labels,
+    positions_text,
     python_label,
-    rows_text,
     unnamed_header,
 )
 from groupcov.stats import SufficientStats
@@ -85,11 +85,6 @@ def partition_cells(part: pd.DataFrame, group: str, features: Sequence[str]) -> 
         summary["labels"] = [python_label(u) for u in list(uniques)]
         summary["cells"] = relative_cells(codes, x, len(uniques))
     return summary
-
-
-def _positions(rows: list, total: int) -> str:
-    """Rows by position in the whole table, as pandas numbers the rows it reads."""
-    return rows_text(rows[:5], total=total) + ", counting from 0"
 
 
 def _global_rows(parts: list[dict], rows_key: str, pick) -> list[int]:
@@ -141,7 +136,7 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
         count = int(sum(part["inf_count"][j] for part in parts))
         if count:
             rows = _global_rows(parts, "inf_rows", lambda r, j=j: r[j])
-            raise infinite_error(f, count, _positions(rows, count), SOURCE)
+            raise infinite_error(f, count, positions_text(rows, count), SOURCE)
     valid = [part for part in parts if part["cells"] is not None]
     observed_counts = sum(part["observed_count"] for part in parts)
     for f, count in zip(features, observed_counts, strict=True):
@@ -150,7 +145,7 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
     count = sum(part["missing_count"] for part in parts)
     if count:
         rows = _global_rows(parts, "missing_rows", lambda r: r)
-        raise missing_labels_error(group, count, _positions(rows, count), SOURCE)
+        raise missing_labels_error(group, count, positions_text(rows, count), SOURCE)
     categories = _categories(dtypes[group], parts)
     seen = list(dict.fromkeys(label for part in valid for label in part["labels"]))
     ordered = order_labels(seen, categories)

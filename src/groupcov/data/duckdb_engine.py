@@ -38,7 +38,7 @@ from groupcov.data.validate import (
     order_labels,
     pandas_categorical,
     pandas_index_columns,
-    rows_text,
+    positions_text,
     unnamed_header,
 )
 from groupcov.stats import SufficientStats
@@ -475,8 +475,7 @@ def _bad_rows(relation, condition: str, clean: str) -> str:
         f"{condition} AS bad FROM clean) WHERE bad ORDER BY rn LIMIT 6"
     )
     rows = _query(relation, sql)["rn"].tolist()
-    # positions in the table, as pandas numbers the rows it reads (not a file's lines)
-    return rows_text(rows[:5], total=len(rows)) + ", counting from 0"
+    return positions_text(rows, total=len(rows))
 
 
 def _shifts(relation, clean: str, p: int) -> np.ndarray:

@@ -35,6 +35,7 @@ __all__ = [
     "no_rows_error",
     "non_numeric_error",
     "order_labels",
+    "positions_text",
     "python_label",
     "rows_text",
     "text_examples",
@@ -367,6 +368,18 @@ def rows_text(rows: Iterable, total: int | None = None, limit: int = 5) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     more = (total if total is not None else len(rows)) > min(len(rows), limit)
     return "rows " + shown + (", ..." if more else "")
+
+
+def positions_text(rows: list, total: int) -> str:
+    """:func:`rows_text` of rows given by position in a whole table (a file, a Dask
+    table), as pandas numbers the rows it reads, not a file's line numbers.
+
+    Examples
+    --------
+    >>> positions_text([1, 4], total=2)
+    'rows 1, 4, counting from 0'
+    """
+    return rows_text(rows[:5], total=total) + ", counting from 0"
 
 
 def _prefix(source: str | None) -> str:
