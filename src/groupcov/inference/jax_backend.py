@@ -424,9 +424,6 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
     switch = jittered_switch(settings.tune) if algorithm == "jittered" else None
-    # one trace of the model, reused where the chain evaluates it (start, trajectories,
-    # outputs): a tenth off the tracing of a small model
-    evaluate = jax.jit(evaluate)
 
     def chain(key, data):
         init_key, key = jax.random.split(key)
