@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import fft, special
+
+from groupcov._special import ndtri, next_fast_len
 
 __all__ = ["ess_bulk", "ess_tail", "hdi", "rank_diagnostics", "rhat", "summarize"]
 
@@ -60,7 +61,7 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     """Normal scores of the ranks of each quantity over all its chains and draws."""
     k, c, n = x.shape
     rank = _average_ranks(x.reshape(k, c * n))
-    return special.ndtri((rank - 0.375) / (c * n - 0.75 + 1.0)).reshape(k, c, n)
+    return ndtri((rank - 0.375) / (c * n - 0.75 + 1.0)).reshape(k, c, n)
 
 
 def _rhat(z: np.ndarray) -> np.ndarray:
@@ -76,11 +77,11 @@ def _rhat(z: np.ndarray) -> np.ndarray:
 def _autocov(z: np.ndarray) -> np.ndarray:
     """Autocovariance along the draw axis for every lag, like ArviZ."""
     n = z.shape[2]
-    m = fft.next_fast_len(2 * n)
+    m = next_fast_len(2 * n)
     centered = z - z.mean(axis=2, keepdims=True)
-    spec = fft.rfft(centered, n=m, axis=2)
+    spec = np.fft.rfft(centered, n=m, axis=2)
     power = spec.real**2 + spec.imag**2
-    return fft.irfft(power, n=m, axis=2)[:, :, :n] / n
+    return np.fft.irfft(power, n=m, axis=2)[:, :, :n] / n
 
 
 def _ess(z: np.ndarray) -> np.ndarray:

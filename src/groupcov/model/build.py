@@ -23,8 +23,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from scipy import special
 
+from groupcov._special import trigamma
 from groupcov.distributions.lkj import (
     LKJCholeskyCov,
     corr_and_stds,
@@ -137,7 +137,7 @@ def atanh_beta_loc(b: np.ndarray) -> LocPrior:
     def plain(name, dims):
         return pm.CustomDist(name, b, 0.0, 1.0, dist=dist, dims=dims)
 
-    return LocPrior(make, plain, 2.0 / special.polygamma(1, b))
+    return LocPrior(make, plain, 2.0 / trigamma(b))
 
 
 def population_loc(name, loc_prior: LocPrior, tau, estimate, variance, dims):

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import special
 
+from groupcov._special import gammaln, trigamma
 from groupcov.model.centering import cpc_beta
 from groupcov.model.inputs import (
     COV_PARAM,
@@ -203,7 +203,7 @@ def _half_log1m_tanh2(w):
 
 def _atanh_cpc_logp(w, b):
     """Log density of ``atanh(x)``, ``x ~ Beta(b, b)`` on (-1, 1), elementwise."""
-    log_beta = 2.0 * special.gammaln(b) - special.gammaln(2.0 * b)
+    log_beta = 2.0 * gammaln(b) - gammaln(2.0 * b)
     return 2.0 * b * _half_log1m_tanh2(w) - (2.0 * b - 1.0) * _LOG2 - log_beta
 
 
@@ -255,7 +255,7 @@ def _atanh_beta_loc(b):
     def logp(xi, shift, scale):
         return _atanh_cpc_logp(shift + scale * xi, b) + jnp.log(scale)
 
-    return 2.0 / special.polygamma(1, b), logp
+    return 2.0 / trigamma(b), logp
 
 
 def _whitened_normal(eps, loc, tau, estimate, variance, factor):
