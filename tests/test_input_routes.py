@@ -9,6 +9,7 @@ import pytest
 import groupcov
 from groupcov import reduce
 from groupcov.data import input_kind
+from groupcov.data.duckdb_engine import read_rows
 
 
 def _frame(n=40, seed=0):
@@ -92,6 +93,66 @@ def test_csv_column_empty_in_the_type_sample_is_numeric(tmp_path):
     assert np.isnan(st.mean).sum() == np.isnan(expected.mean).sum()
     count = st.available()[0]
     assert count[:, 1].tolist() == [1, 0]
+
+
+def test_csv_decimals_after_an_integer_type_sample_are_kept(tmp_path):
+    """DuckDB casts 1.6 to an integer column as 2: integer guesses are read as DOUBLE."""
+    path = tmp_path / "late_decimals.csv"
+    _late_csv(path, "a,3.0,1.6")  # y: integers 0..6 in the sample, then 1.6
+    st = reduce(path, "g", ["x", "y"])
+    expected = reduce(pd.read_csv(path), "g", ["x", "y"])
+    np.testing.assert_allclose(st.mean, expected.mean, rtol=1e-12)
+    scale = np.abs(expected.scatter).max()
+    np.testing.assert_allclose(st.scatter, expected.scatter, rtol=1e-10, atol=1e-12 * scale)
+    assert reduce(path, "g").features == ("x", "y")
+    rows = read_rows(str(path))
+    pd.testing.assert_frame_equal(rows, pd.read_csv(path), check_dtype=False)
+    assert rows["y"].iloc[-1] == 1.6
+
+
+def test_csv_integer_group_labels_with_later_decimals_are_numbers(tmp_path):
+    path = tmp_path / "late_labels.csv"
+    lines = ["g,x"] + [f"{1 + k % 2},{k % 5}" for k in range(25_000)] + ["1.2,3", "2.5,4"]
+    path.write_text("\n".join(lines) + "\n")
+    st = reduce(path, "g", ["x"])
+    assert st.groups == (1.0, 1.2, 2.0, 2.5)
+    assert st.n.tolist() == [12_500, 1, 12_500, 1]
+    # integers stay integers, exactly, however large
+    path.write_text("g,x\n" + "".join(f"{2**62 + k % 3},{k}\n" for k in range(30)))
+    st = reduce(path, "g", ["x"])
+    assert st.groups == (2**62, 2**62 + 1, 2**62 + 2)
+    assert read_rows(str(path))["g"].tolist()[:3] == [2**62, 2**62 + 1, 2**62 + 2]
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["1", "1.0", "2"], r"labels '1(\.0)?', '1(\.0)?' that differ as text but are the same "
+                            r"number"),
+        (["1e3", "1000", "2"], r"labels '(1e3|1000)', '(1e3|1000)' that differ as text"),
+        (["TRUE", "true", "False"], r"labels 'TRUE', 'true' that differ as text but are the "
+                                    r"same boolean"),
+    ],
+)
+def test_csv_group_labels_equal_only_as_values_are_refused(tmp_path, labels, message):
+    path = tmp_path / "labels.csv"
+    path.write_text("g,x\n" + "".join(f"{labels[k % 3]},{k}\n" for k in range(30)))
+    with pytest.raises(groupcov.DataError, match=message):
+        reduce(path, "g", ["x"])
+
+
+def test_csv_group_labels_typed_as_duckdb_guesses(tmp_path):
+    path = tmp_path / "typed.csv"
+    for labels, expected in [
+        (["3", "1", "2"], (1, 2, 3)),
+        (["0.5", "1.5", "2"], (0.5, 1.5, 2.0)),
+        (["True", "False", "True"], (False, True)),
+        (["007", "07", "7"], ("007", "07", "7")),  # leading zeros: text
+    ]:
+        path.write_text("g,x\n" + "".join(f"{labels[k % 3]},{k}\n" for k in range(30)))
+        st = reduce(path, "g", ["x"])
+        assert st.groups == expected
+        assert [type(g) for g in st.groups] == [type(g) for g in expected]
 
 
 @pytest.mark.parametrize("route", ["pandas", "csv"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import gzip
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,13 +143,14 @@ def _is_blank(path: str) -> bool:
 
 
 def open_path(
-    path: str | os.PathLike, con, full_scan: bool = False
+    path: str | os.PathLike, con, full_scan: bool = False, types: dict | None = None
 ) -> tuple[object, str, str, list[str] | None]:
     """A DuckDB relation reading a CSV or Parquet file (or glob pattern).
 
     DuckDB guesses a CSV column's type from the first rows (20,480); ``full_scan``
     makes it read every row for that (a column of numbers with text further down is
-    then text, a column empty at first but numbers later numbers).
+    then text, a column empty at first but numbers later numbers). ``types`` sets the
+    types of some CSV columns (DuckDB's names to type names) instead.
 
     Returns
     -------
@@ -172,6 +174,9 @@ def open_path(
     else:
         nulls = ", ".join(_literal(s) for s in NULL_STRINGS)
         scan = ", sample_size = -1" if full_scan else ""
+        if types:
+            fields = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items())
+            scan += f", types = {{{fields}}}"
         reader = f"read_csv({_literal(text)}, nullstr = [{nulls}]{scan})"
     import duckdb
 
@@ -259,7 +264,15 @@ def read_rows(
     own = con is None
     con = _default_connection() if own else con
     try:
-        relation, source, _, raw = open_path(path, con)
+        relation, source, kind, raw = open_path(path, con)
+        # integer columns DuckDB guessed from the first rows are read as text (it would
+        # round a later 1.6 to 2) and converted as pandas does: integers where every
+        # value is one (exactly, however large), else floats
+        guessed_int = [c for c, t in zip(relation.columns, relation.types, strict=True)
+                       if _type_id(t) in INTEGER_TYPES] if kind == "csv" else []
+        if guessed_int:
+            relation, _, _, _ = open_path(path, con,
+                                          types=dict.fromkeys(guessed_int, "VARCHAR"))
         actual = list(relation.columns)
         # the file's own names where DuckDB renamed some (x next to X reads as x_1)
         own_names = list(raw) if raw is not None else actual
@@ -280,6 +293,17 @@ def read_rows(
             frame = relation.query(VIEW, sql).df()
         except duckdb.Error as error:
             raise DataError(f"{source} could not be read ({_first_line(error)})") from None
+        import pandas as pd
+
+        for column in (c for c in guessed_int if c in frame.columns):
+            try:
+                frame[column] = pd.to_numeric(frame[column])
+            except (ValueError, TypeError) as error:
+                name = dict(zip(actual, own_names, strict=True))[column]
+                raise DataError(
+                    f"{source}: column {name!r} holds integers in its first rows and then "
+                    f"a value that is not a number ({error}); fix or remove that value"
+                ) from None
         frame.columns = names
         return frame
     finally:
@@ -506,6 +530,8 @@ def reduce_relation(
     label_order: Sequence | None = None,
     names: Sequence[str] | None = None,
     stored_index: Sequence[str] = (),
+    guessed_types: dict | None = None,
+    label_type: str | None = None,
 ) -> SufficientStats:
     """Per-group statistics of a DuckDB relation, computed inside DuckDB.
 
@@ -529,6 +555,11 @@ def reduce_relation(
     stored_index : sequence of str
         Columns that hold a pandas index (by an Arrow table's or Parquet file's
         metadata): left out of the default features, with the others left out.
+    guessed_types : dict, optional
+        Column types that choose the default features where the relation reads some
+        columns with other types (a CSV file's integer columns read as DOUBLE).
+    label_type : str, optional
+        The type DuckDB guessed for a group column read as text (:func:`typed_labels`).
 
     Returns
     -------
@@ -547,7 +578,7 @@ def reduce_relation(
 
     try:
         return _reduce_relation(relation, group, features, source, label_order, names,
-                                stored_index)
+                                stored_index, guessed_types, label_type)
     except duckdb.Error as error:
         raise TypeGuessError(
             f"{source} could not be reduced by DuckDB ({_first_line(error)})"
@@ -629,7 +660,8 @@ def _row_count(relation) -> int:
 
 
 def _reduce_relation(
-    relation, group, features, source, label_order, names=None, stored_index=()
+    relation, group, features, source, label_order, names=None, stored_index=(),
+    guessed_types=None, label_type=None,
 ) -> SufficientStats:
     columns = list(names) if names is not None else list(relation.columns)
     check_unique_columns(columns, source)
@@ -638,7 +670,7 @@ def _reduce_relation(
     if features is None and group in types:
         if _row_count(relation) == 0:
             raise no_rows_error(source)
-        kinds = _column_kinds(relation, columns, types, group, stored_index)
+        kinds = _column_kinds(relation, columns, guessed_types or types, group, stored_index)
         features = default_features(kinds, group, source)
     features = check_columns(columns, group, features if features is not None else [], source)
     p = len(features)
@@ -674,6 +706,7 @@ def _reduce_relation(
     # one value per cell (group and pattern of missing values); before any hashing,
     # which labels such as structs (dicts) do not allow
     check_label_types(values, group, source)
+    typed = typed_labels(values, label_type, group, source) if label_type else None
     if _ill_conditioned(n, dbar, scatter, observed):
         first = _second_pass(relation, clean, p)
         centers = np.stack([_filled(first[f"t{j}"]) for j in range(p)], axis=-1).reshape(-1, p)
@@ -681,11 +714,92 @@ def _reduce_relation(
         observed = _observed(first, p)
         labels = np.ma.asarray(first["g"])
         values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
+    if typed is not None:
+        values = [typed[v] for v in values]
     categories = label_order if label_order is not None else _enum_values(types[group])
-    ordered = order_labels(list(dict.fromkeys(values)), categories)
+    ordered = order_labels(list(dict.fromkeys(values)), categories, group, source)
     position = {label: i for i, label in enumerate(ordered)}
     codes = np.array([position[v] for v in values], dtype=np.int64)
     return SufficientStats.from_cells(ordered, features, codes, observed, n, mean, scatter)
+
+
+def _reduce_csv(path, con, sniffed, names, group, features, source, label_order,
+                full_scan: bool = False) -> SufficientStats:
+    """:func:`reduce_relation` of a CSV file read with the types DuckDB guessed
+    (``sniffed``), except where a guess from the first rows would change values
+    silently: DuckDB casts ``1.6`` to an integer column as 2, and reads ``1`` and
+    ``1.0`` into one number. Integer feature columns are therefore read as DOUBLE, and a
+    number or boolean group column as text, typed from all its labels
+    (:func:`typed_labels`)."""
+    columns = list(names) if names is not None else list(sniffed.columns)
+    overrides, label_type = {}, None
+    for name, column, dtype in zip(columns, sniffed.columns, sniffed.types, strict=True):
+        type_id = _type_id(dtype)
+        if name == group:
+            if type_id in NUMERIC_TYPES:
+                overrides[column], label_type = "VARCHAR", type_id
+        elif type_id in INTEGER_TYPES and (features is None or name in features):
+            overrides[column] = "DOUBLE"
+    if not overrides:
+        return reduce_relation(sniffed, group, features, source, label_order, names)
+    relation, _, _, _ = open_path(path, con, full_scan=full_scan, types=overrides)
+    guessed = dict(zip(columns, sniffed.types, strict=True))
+    return reduce_relation(relation, group, features, source, label_order, names,
+                           guessed_types=guessed, label_type=label_type)
+
+
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NUMBER_TEXT = re.compile(NUMBER_PATTERN)
+_TRUE, _FALSE = frozenset({"true", "t"}), frozenset({"false", "f"})
+
+
+def typed_labels(texts: Sequence[str], label_type: str, group: str,
+                 source: str | None = None) -> dict:
+    """Labels of a CSV group column read as text: ``text -> label``, typed as DuckDB
+    guessed from the first rows (``label_type``) where every label allows it.
+
+    Integers stay integers unless a label further down has decimals (then every label
+    is a float); numbers and booleans that do not all parse stay text. Two texts that
+    would be one label (``1`` and ``1.0``, ``TRUE`` and ``true``) are an error rather
+    than one group.
+
+    Examples
+    --------
+    >>> typed_labels(["2", "10"], "bigint", "g")
+    {'2': 2, '10': 10}
+    >>> typed_labels(["2", "1.5"], "bigint", "g")
+    {'2': 2.0, '1.5': 1.5}
+    >>> typed_labels(["1", "1.0"], "double", "g")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    groupcov.data.validate.DataError: group column 'g' has labels '1', '1.0' that differ ...
+    """
+    texts = list(dict.fromkeys(texts))
+    if label_type == "boolean":
+        lowered = [t.strip().lower() for t in texts]
+        if all(t in _TRUE | _FALSE for t in lowered):
+            typed = {t: low in _TRUE for t, low in zip(texts, lowered, strict=True)}
+        else:
+            typed = {t: t for t in texts}
+    elif label_type in INTEGER_TYPES and all(_INTEGER_TEXT.fullmatch(t) for t in texts):
+        typed = {t: int(t) for t in texts}
+    elif all(_NUMBER_TEXT.fullmatch(t) for t in texts):
+        typed = {t: float(t) for t in texts}
+    else:
+        typed = {t: t for t in texts}
+    by_label: dict = {}
+    for text, label in typed.items():
+        by_label.setdefault(label, []).append(text)
+    merged = [same for same in by_label.values() if len(same) > 1]
+    if merged:
+        shown = ", ".join(repr(t) for t in merged[0][:3])
+        kind = "boolean" if label_type == "boolean" else "number"
+        raise DataError(
+            f"{source + ': ' if source else ''}group column {group!r} has labels {shown} that "
+            f"differ as text but are the same {kind}; they would be one group. Write them "
+            "the same way in the file (or give each group a text label)"
+        )
+    return typed
 
 
 def reduce_source(
@@ -736,20 +850,20 @@ def reduce_source(
                 if label_order is None:
                     label_order = parquet_label_order(os.fspath(data), group)
                 stored_index = parquet_index_columns(os.fspath(data))
-            try:
                 return reduce_relation(relation, group, features, source or name,
                                        label_order, names, stored_index)
+            try:
+                return _reduce_csv(data, con, relation, names, group, features,
+                                   source or name, label_order)
             except TypeGuessError:
-                if kind != "csv":
-                    raise
                 # the types DuckDB guessed from the first rows may not hold further
                 # down: with every row's types, the error (if any) names the column
                 # (other errors, a missing column say, need no second reading)
                 scanned, name, kind, names = open_path(data, con, full_scan=True)
                 if list(scanned.types) == list(relation.types):
                     raise
-            return reduce_relation(scanned, group, features, source or name, label_order,
-                                   names)
+            return _reduce_csv(data, con, scanned, names, group, features, source or name,
+                               label_order, full_scan=True)
         try:
             relation = con.from_arrow(data)
         except duckdb.Error as error:
