@@ -107,7 +107,7 @@ def test_missing_group_labels_are_named_by_index_label():
 
 def test_rows_of_a_default_index_are_positions_and_labels():
     message = error_message(base(x=[1.0, np.inf, 3.0, 4.0, np.inf, 7.0]))
-    assert "(rows 1, 4)" in message, message
+    assert "(rows 1, 4, counting from 0)" in message, message
 
 
 # --- complex numbers -----------------------------------------------------------------------

@@ -263,19 +263,20 @@ def _label_text(label) -> str:
 
 def index_rows_text(index: pd.Index, positions: np.ndarray) -> str:
     """How messages name rows of a frame: by position where the index is ``0..n-1``
-    (position and label agree), else by index label.
+    (position and label agree; said to count from 0, as for files and other tables),
+    else by index label.
 
     Examples
     --------
     >>> index_rows_text(pd.RangeIndex(6), np.array([1, 4]))
-    'rows 1, 4'
+    'rows 1, 4, counting from 0'
     >>> index_rows_text(pd.Index([10, 11, 12]), np.array([2]))
     'rows with index labels 12'
     >>> index_rows_text(pd.Index(["r0", "r1"]), np.array([0, 1]))
     "rows with index labels 'r0', 'r1'"
     """
     if index.equals(pd.RangeIndex(len(index))):
-        return rows_text(positions)
+        return rows_text(positions) + ", counting from 0"
     labels = [_label_text(index[i]) for i in positions[:5]]
     shown = rows_text(labels, total=len(positions)).removeprefix("rows ")
     return f"rows with index labels {shown}"
@@ -331,7 +332,7 @@ def group_codes(
     if labels.dtype == object:
         check_merged_labels(labels, codes, group, source)
     plain = [python_label(u) for u in list(uniques)]
-    ordered = order_labels(plain, label_categories(labels))
+    ordered = order_labels(plain, label_categories(labels), group, source)
     check_label_types(ordered, group, source)
     position = {label: i for i, label in enumerate(ordered)}
     remap = np.array([position[u] for u in plain], dtype=np.int64)
