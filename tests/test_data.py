@@ -196,7 +196,13 @@ def test_categorical_group_labels_keep_category_order_and_drop_unused():
     labels = pd.Categorical(["a", "b", "a", "c", "b", "a"],
                             categories=["c", "unused", "a", "b", "also_unused"])
     df = pd.DataFrame({"grp": labels, "x": [1.0, 2.0, 3.0, 10.0, 4.0, 5.0]})
-    st = reduce(df, "grp", ["x"])
+    with pytest.warns(groupcov.UnusedCategoriesWarning) as caught:
+        st = reduce(df, "grp", ["x"])
+    assert str(caught[0].message) == (
+        "group column 'grp': 2 categories 'unused', 'also_unused' have no rows; they get no "
+        "group and no estimate"
+    )
+    assert caught[0].filename == __file__  # blamed on the caller
     assert st.groups == ("c", "a", "b")
     np.testing.assert_array_equal(st.n, [1, 3, 2])
     np.testing.assert_allclose(st.mean.ravel(), [10.0, 3.0, 3.0])
@@ -380,7 +386,8 @@ def test_array_shape_errors(x, labels, features, match):
 
 def test_array_with_categorical_labels_keeps_category_order():
     labels = pd.Categorical(["lo", "hi", "lo"], categories=["mid", "hi", "lo"])
-    st = reduce(np.array([[1.0], [2.0], [3.0]]), group=labels)
+    with pytest.warns(groupcov.UnusedCategoriesWarning, match="group=: category 'mid'"):
+        st = reduce(np.array([[1.0], [2.0], [3.0]]), group=labels)
     assert st.groups == ("hi", "lo")
 
 

@@ -21,6 +21,7 @@ _LAZY = {
     "DefaultFeaturesWarning": "groupcov.data",
     "ManyFeaturesWarning": "groupcov.data",
     "reduce": "groupcov.data",
+    "UnusedCategoriesWarning": "groupcov.data",
     "SufficientStats": "groupcov.stats",
     "GroupCovModel": "groupcov.api",
     "MissingValuesWarning": "groupcov.api",
@@ -46,6 +47,7 @@ __all__ = [
     "MvNormalSuffStats",
     "Priors",
     "SufficientStats",
+    "UnusedCategoriesWarning",
     "compare",
     "reduce",
 ]
@@ -59,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
         DataError,
         DefaultFeaturesWarning,
         ManyFeaturesWarning,
+        UnusedCategoriesWarning,
         reduce,
     )
     from groupcov.distributions import LKJCholeskyCov, MvNormalSuffStats

@@ -9,6 +9,7 @@ from groupcov.data.validate import (
     DataError,
     DefaultFeaturesWarning,
     ManyFeaturesWarning,
+    UnusedCategoriesWarning,
     warn_feature_problems,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "DataError",
     "DefaultFeaturesWarning",
     "ManyFeaturesWarning",
+    "UnusedCategoriesWarning",
     "input_kind",
     "reduce",
     "warn_feature_problems",

@@ -148,7 +148,7 @@ def reduce_dask(ddf, group: str, features: Sequence[str] | None = None) -> Suffi
         raise missing_labels_error(group, count, positions_text(rows, count), SOURCE)
     categories = _categories(dtypes[group], parts)
     seen = list(dict.fromkeys(label for part in valid for label in part["labels"]))
-    ordered = order_labels(seen, categories)
+    ordered = order_labels(seen, categories, group, SOURCE)
     check_label_types(ordered, group, SOURCE)
     position = {label: i for i, label in enumerate(ordered)}
     pieces = []

@@ -24,6 +24,7 @@ __all__ = [
     "DataError",
     "DefaultFeaturesWarning",
     "ManyFeaturesWarning",
+    "UnusedCategoriesWarning",
     "all_missing_error",
     "check_columns",
     "check_label_types",
@@ -62,6 +63,10 @@ class CollinearFeaturesWarning(UserWarning):
 
 class DefaultFeaturesWarning(UserWarning):
     """Columns left out of the default features (text, boolean, a row index...)."""
+
+
+class UnusedCategoriesWarning(UserWarning):
+    """Categories of a categorical group column that no row has (they get no group)."""
 
 
 NUMBER_PATTERN = r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*"
@@ -539,7 +544,41 @@ def check_merged_labels(
     )
 
 
-def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
+def warn_unused_categories(
+    labels: Sequence, categories: Sequence, group: str | None = None, source: str | None = None
+) -> None:
+    """Warn about categories of a categorical group column that no row has: they get no
+    group (and no estimate), which a user may not expect of a declared level.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_unused_categories(["a"], ["a", "b"], "g")
+    >>> print(caught[0].message)
+    group column 'g': category 'b' has no rows; it gets no group and no estimate
+    """
+    unused = [c for c in categories if c not in set(labels)]
+    if not unused:
+        return
+    what, _ = _group_column(group)
+    shown = ", ".join(repr(c) for c in unused[:5]) + (", ..." if len(unused) > 5 else "")
+    noun = "category" if len(unused) == 1 else f"{len(unused)} categories"
+    verb = "has" if len(unused) == 1 else "have"
+    warn_outside(
+        f"{_prefix(source)}{what}: {noun} {shown} {verb} no rows; "
+        f"{'it gets' if len(unused) == 1 else 'they get'} no group and no estimate",
+        UnusedCategoriesWarning,
+    )
+
+
+def order_labels(
+    labels: Sequence,
+    categories: Sequence | None = None,
+    group: str | None = None,
+    source: str | None = None,
+) -> list:
     """The order of groups that every engine uses.
 
     Labels of a categorical column follow its categories; other labels are sorted
@@ -551,7 +590,10 @@ def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
     labels : sequence
         Distinct labels, in order of first appearance.
     categories : sequence, optional
-        Category order of a categorical group column.
+        Category order of a categorical group column; categories without rows are
+        dropped with an :class:`UnusedCategoriesWarning` naming them.
+    group, source : str, optional
+        The group column and the table, for that warning.
 
     Examples
     --------
@@ -565,6 +607,7 @@ def order_labels(labels: Sequence, categories: Sequence | None = None) -> list:
     labels = [python_label(v) for v in labels]
     if categories is not None:
         rank = {python_label(c): i for i, c in enumerate(categories)}
+        warn_unused_categories(labels, list(rank), group, source)
         return sorted(labels, key=rank.__getitem__)
     try:
         return sorted(labels)
