@@ -251,3 +251,23 @@ def test_an_unknown_label_is_an_error_unless_a_new_group_is_asked_for():
 def test_groups_are_plain_python_values():
     res = fake_result()
     assert res.groups == ["a", "b"] and all(type(g) is str for g in res.groups)
+
+
+def test_row_methods_default_to_the_fitted_group_column(fit, tmp_path):
+    sim = two_groups(n_per_group=60, seed=3)
+    data = sim.data.rename(columns={"group": "species"})
+    res = groupcov.GroupCovModel(data, group="species", features=sim.features).fit(
+        draws=60, tune=60, chains=1, random_seed=0, progressbar=False
+    )
+    assert res.group_column == "species"
+    rows = pd.DataFrame({"species": ["A", "B"], "x": [np.nan, 1.0], "y": [0.0, -1.0]})
+    filled = res.impute(rows)
+    assert np.isfinite(filled.loc[0, "x"])
+    assert res.log_likelihood_rows(rows).shape == (1, 60, 2)
+    with pytest.raises(KeyError, match="'group'"):
+        res.impute(rows, group="group")  # an explicit column still wins
+    # kept by save and load
+    loaded = type(res).load(res.save(tmp_path / "fit.nc"))
+    assert loaded.group_column == "species"
+    assert np.isfinite(loaded.impute(rows).loc[0, "x"])
+    assert fit.group_column == "group"

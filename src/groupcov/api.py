@@ -363,7 +363,9 @@ class GroupCovModel:
                 self._structure(), self._values, coords, self._built_model, sampler,
                 density=self._density_spec(), **options,
             )
-        result = GroupCovResult.from_posterior(idata, self.stats, self.spec)
+        result = GroupCovResult.from_posterior(
+            idata, self.stats, self.spec, self.group if isinstance(self.group, str) else None
+        )
         from groupcov import __version__
 
         # what reproduces the fit, kept with it (netCDF attributes: no None)

@@ -513,6 +513,9 @@ class GroupCovResult:
         :attr:`sample_stats` directly, without importing ArviZ.
     stats : SufficientStats
         The statistics the model was fitted to.
+    group_column : str or None
+        The data's group column in the fit (the default of :meth:`impute` and
+        :meth:`log_likelihood_rows`); None when unknown (fits saved before it was kept).
     """
 
     def __init__(
@@ -520,6 +523,7 @@ class GroupCovResult:
         idata: az.InferenceData | Mapping[str, xr.Dataset],
         stats: SufficientStats,
         spec: dict | None = None,
+        group_column: str | None = None,
     ):
         if isinstance(idata, Mapping):
             self._groups: dict[str, xr.Dataset] | None = dict(idata)
@@ -528,6 +532,7 @@ class GroupCovResult:
             self._groups, self._idata = None, idata
         self.stats = stats
         self.spec = dict(spec or {})
+        self.group_column = group_column
         self._convergence: dict[str, dict] | None = None
 
     @property
@@ -559,12 +564,13 @@ class GroupCovResult:
         idata: az.InferenceData | Mapping[str, xr.Dataset],
         stats: SufficientStats,
         spec: dict | None = None,
+        group_column: str | None = None,
     ) -> GroupCovResult:
         """Add the group-level log-likelihood and the statistics to sampled draws.
 
         ``idata`` is an InferenceData or a mapping of group names (``posterior``,
         ``sample_stats`` and, when the sampler computed it, ``log_likelihood``) to
-        datasets.
+        datasets; ``group_column`` is the data's group column.
         """
         post = idata["posterior"] if isinstance(idata, Mapping) else idata.posterior
         group_dim = "group"
@@ -578,9 +584,9 @@ class GroupCovResult:
                 coords={"chain": post.chain, "draw": post.draw, group_dim: post[group_dim]},
             )
         if isinstance(idata, Mapping):
-            return cls({**idata, **groups}, stats, spec)
+            return cls({**idata, **groups}, stats, spec, group_column)
         idata.add_groups(**groups)
-        return cls(idata, stats, spec)
+        return cls(idata, stats, spec, group_column)
 
     @property
     def groups(self) -> list:
@@ -758,6 +764,8 @@ class GroupCovResult:
             path = path / "posterior.nc"
         labels, types = encode_labels(self.stats.groups)
         self.idata.posterior.attrs["groupcov_spec"] = json.dumps(self.spec)
+        if isinstance(self.group_column, str):
+            self.idata.posterior.attrs["groupcov_group_column"] = self.group_column
         constant_data = getattr(self.idata, "constant_data", None)
         if constant_data is not None:
             constant_data.attrs[LABELS_ATTR] = json.dumps(
@@ -785,6 +793,7 @@ class GroupCovResult:
         if "constant_data" not in idata.groups() or "posterior" not in idata.groups():
             raise KeyError(f"{path} has no posterior and constant_data groups")
         spec = json.loads(idata.posterior.attrs.get("groupcov_spec", "{}"))
+        group_column = idata.posterior.attrs.get("groupcov_group_column")
         stats = stats_from_constant_data(idata.constant_data)
         coordinate = label_coordinate(stats.groups)
         datasets = {}
@@ -793,7 +802,7 @@ class GroupCovResult:
             if "group" in dataset.coords:
                 dataset = dataset.assign_coords(group=coordinate)
             datasets[name] = dataset
-        return cls(datasets, stats, spec)
+        return cls(datasets, stats, spec, group_column)
 
     def __repr__(self) -> str:
         d = self.diagnostics()
@@ -828,15 +837,22 @@ class GroupCovResult:
 
         return conditional(self, group, given, **kwargs)
 
-    def impute(self, data: pd.DataFrame, group: str = "group", **kwargs) -> pd.DataFrame:
-        """Fill missing feature values; see :func:`groupcov.predict.impute`."""
+    def _group_column_of(self, group: str | None) -> str:
+        if group is not None:
+            return group
+        return self.group_column if isinstance(self.group_column, str) else "group"
+
+    def impute(self, data: pd.DataFrame, group: str | None = None, **kwargs) -> pd.DataFrame:
+        """Fill missing feature values; see :func:`groupcov.predict.impute`.
+        ``group`` defaults to the fit's group column (:attr:`group_column`)."""
         from groupcov.predict import impute
 
-        return impute(self, data, group=group, **kwargs)
+        return impute(self, data, group=self._group_column_of(group), **kwargs)
 
-    def log_likelihood_rows(self, data: pd.DataFrame, group: str = "group", **kwargs):
+    def log_likelihood_rows(self, data: pd.DataFrame, group: str | None = None, **kwargs):
         """Per-row log-likelihood ``(chain, draw, row)``; see
-        :func:`groupcov.classify.row_log_likelihood`."""
+        :func:`groupcov.classify.row_log_likelihood`. ``group`` defaults to the fit's
+        group column (:attr:`group_column`)."""
         from groupcov.classify import row_log_likelihood
 
-        return row_log_likelihood(self, data, group=group, **kwargs)
+        return row_log_likelihood(self, data, group=self._group_column_of(group), **kwargs)
