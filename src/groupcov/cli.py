@@ -66,6 +66,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -742,6 +752,11 @@ def _parse_candidates(values: Sequence[str] | None) -> list[tuple[str, str]] | N
                 f"{', '.join(_POOLING)} (for example hierarchical/unpooled)"
             )
         out.append((parts[0], parts[1]))
+    if len(set(out)) < 2:
+        raise InputError(
+            f"--candidates: give at least two different candidates (got "
+            f"{' '.join(values)}), for example --candidates pooled hierarchical"
+        )
     return out
 
 
@@ -850,15 +865,22 @@ def _demo(args: argparse.Namespace) -> int:
         f"{_diagnostics_line(diag)[:-1]}, sampler {post.attrs.get('sampler')}); "
         f"{time.perf_counter() - start:.1f} s"
     )
-    good = inside == len(rows) and diag.max_r_hat <= 1.01 and diag.divergences == 0
-    print("OK" if good else "CHECK: see the rows and diagnostics above")
+    converged = diag.max_r_hat <= 1.01 and diag.divergences == 0
+    if not converged:
+        print("CHECK: the sampler did not converge (see the diagnostics above)")
+    elif inside == len(rows):
+        print("OK")
+    else:
+        # with 94% intervals about one true value in 17 falls outside by chance
+        print(f"OK: converged; {len(rows) - inside} true value(s) outside a 94% interval, "
+              f"{0.06 * len(rows):.1f} expected by chance")
     if args.plot:
         from groupcov import plots
 
         fig = plots.ellipses(result, data=sim.data, group_column="group", max_points=600)
         fig.savefig(plot, dpi=110)
         print(f"groupcov: wrote {plot}", file=sys.stderr)
-    return 0 if good else 1
+    return 0 if converged else 1
 
 
 def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: int = 4) -> None:
@@ -871,14 +893,16 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
                    help="warm-up steps per chain (default 1000)")
     g.add_argument("--chains", type=_positive_int, default=chains,
                    help=f"number of chains (default {chains})")
-    g.add_argument("--seed", type=int, default=None, help="random seed (reproducible draws)")
+    g.add_argument("--seed", type=_seed, default=None,
+                   help="random seed, a whole number >= 0 (reproducible draws)")
     g.add_argument("--target-accept", type=_probability, default=None,
                    help="NUTS's target acceptance rate; higher means smaller steps and fewer "
                         "divergent transitions (default 0.9, 0.95 for hierarchical models of "
                         "fewer than 10 groups)")
     g.add_argument("--algorithm", choices=_ALGORITHMS, default=None,
-                   help="numpyro sampler only: NUTS throughout, or NUTS's warm-up start "
-                        "and then HMC with jittered trajectory lengths (default: jittered "
+                   help="numpyro sampler only: NUTS throughout, or HMC whose warm-up "
+                        "trajectories run to their first U-turn and whose later ones have "
+                        "jittered lengths (default: jittered "
                         "when every group has at least p + 20 complete rows and there are "
                         "10 groups or more, else nuts)")
 
@@ -975,7 +999,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--n", type=_positive_int, default=100,
                          help="rows to draw with --group, each from its own posterior draw "
                               "while there are enough (default 100)")
-    predict.add_argument("--seed", type=int, default=None, help="random seed")
+    predict.add_argument("--seed", type=_seed, default=None, help="random seed (>= 0)")
     predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
     _traceback_arg(predict)
     predict.set_defaults(func=_predict)
@@ -1039,6 +1063,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("groupcov: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader closed the pipe (`groupcov predict ... | head`): stop quietly, with
+        # the status of a Unix tool ended by SIGPIPE; later writes go nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except input_errors as err:
         # deliberate: a path, option, file or column that cannot be used, said in one line
         print(f"groupcov {args.command}: error: {flag_form(_first_line(err))}",
