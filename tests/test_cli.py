@@ -712,7 +712,7 @@ def test_library_messages_are_shown_with_command_line_options():
     assert len(problems) == 2
     shown = [cli.flag_form(p) for p in problems]
     assert "refit with a higher --target-accept (e.g. --target-accept 0.99)" in shown[0]
-    assert "raise --draws or --chains and check the diagnostics in report.html" in shown[1]
+    assert "raise --draws or --chains (a fit's diagnostics are in its report.html)" in shown[1]
     for text in shown:
         assert "target_accept" not in text and "result." not in text and "fit(" not in text
 

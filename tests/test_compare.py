@@ -139,3 +139,15 @@ def test_compare_by_group(compared):
         warnings.simplefilter("ignore")
         expect = az.loo(fits[name].idata)["elpd_loo"]
     assert table.loc[name, "elpd_loo"] == pytest.approx(expect, rel=1e-8)
+
+
+def test_compare_warnings_name_their_candidate():
+    sim = two_groups(n_per_group=30, seed=2)
+    with pytest.warns(UserWarning) as caught:
+        compare(sim.data, candidates=["pooled", "unpooled"], draws=20, tune=20, chains=1,
+                random_seed=1)
+    messages = [str(w.message) for w in caught]
+    assert messages, "20 draws of one chain give warnings"
+    assert all(m.startswith("candidate means=") for m in messages), messages
+    pareto = [m for m in messages if "Pareto" in m]
+    assert all(" of 60 rows" in m for m in pareto), pareto

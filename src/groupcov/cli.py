@@ -296,9 +296,9 @@ _FLAG_FORMS = (
     ("a higher target_accept (fit(target_accept=0.99); --target-accept 0.99 on the command "
      "line)", "a higher --target-accept (e.g. --target-accept 0.99)"),
     ("run more draws or chains and check result.diagnostics()",
-     "raise --draws or --chains and check the diagnostics in report.html"),
+     "raise --draws or --chains (a fit's diagnostics are in its report.html)"),
     ("run more draws (and check result.diagnostics())",
-     "raise --draws (and check the diagnostics in report.html)"),
+     "raise --draws (a fit's diagnostics are in its report.html)"),
     ("; run more draws", "; raise --draws"),
     ("pass features=[...] with at least one name", "pass --features with at least one column"),
     ("pass features=[...]", "pass --features COL [COL ...]"),

@@ -116,12 +116,13 @@ def loo_rows(
         pareto_k[idx] = k
         del log_weights, ll
     good_k = min(1 - 1 / np.log10(n_samples), 0.7)
-    warn = bool(np.any(pareto_k > good_k))
+    bad = int(np.sum(pareto_k > good_k))
+    warn = bad > 0
     if warn:
         warnings.warn(
             f"Estimated shape parameter of Pareto distribution is greater than {good_k:.2f} "
-            "for one or more rows: importance sampling is unreliable for them (highly "
-            "influential rows, or a model that fits them poorly)",
+            f"for {bad} of {len(pareto_k)} rows: importance sampling is unreliable for them "
+            "(highly influential rows, or a model that fits them poorly)",
             UserWarning,
             stacklevel=2,
         )
@@ -225,17 +226,23 @@ def compare(
     fits, elpd = {}, {}
     for means, cov in _candidates(candidates):
         name = f"means={means}, covariance={cov}"
-        model = GroupCovModel(
-            data, group=group, features=features, means=means, covariance=cov, priors=priors
-        )
-        fit = model.fit(**fit_kwargs)
-        fits[name] = fit
-        if pointwise == "row":
-            elpd[name] = loo_rows(fit, data, group=group, max_bytes=max_bytes)
-        else:
-            with warnings.catch_warnings():
+        # each warning says which candidate it is about
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = GroupCovModel(
+                data, group=group, features=features, means=means, covariance=cov,
+                priors=priors,
+            )
+            fit = model.fit(**fit_kwargs)
+            fits[name] = fit
+            if pointwise == "row":
+                elpd[name] = loo_rows(fit, data, group=group, max_bytes=max_bytes)
+            else:
                 warnings.filterwarnings("ignore", message="Estimated shape parameter")
                 elpd[name] = az.loo(fit.idata, var_name="obs", pointwise=True)
+        for caught_warning in caught:
+            warnings.warn(f"candidate {name}: {caught_warning.message}",
+                          caught_warning.category, stacklevel=2)
     with warnings.catch_warnings():
         # ArviZ 0.23 sorts with pandas' deprecated inplace=True; not the user's concern
         warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.sort_values")
