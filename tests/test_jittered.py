@@ -1,4 +1,4 @@
-"""Jittered HMC draws after NUTS's warm-up start: the kernel, its default, its options."""
+"""Jittered HMC draws after a U-turn warm-up start: the kernel, its default, its options."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import groupcov
 from groupcov.api import RICH_ROWS
 from groupcov.datasets import simulate_groups
 from groupcov.inference.backends import SamplerSettings
-from groupcov.inference.jax_backend import ALGORITHMS, jittered_switch, nuts_chain
+from groupcov.inference.jax_backend import ALGORITHMS, nuts_chain
+from groupcov.inference.jittered import jittered_switch
 
 
 def test_switch_window_follows_numpyro_schedule():
@@ -139,3 +140,35 @@ def test_cli_algorithm_flag_needs_numpyro(tmp_path, capsys):
     assert code == 2
     assert "--algorithm applies to --sampler numpyro only" in capsys.readouterr().err
     assert cli._ALGORITHMS == ALGORITHMS  # the CLI's light copy of the choices
+
+
+def test_jittered_names_the_options_it_does_not_take():
+    with pytest.raises(TypeError, match=r"\['find_heuristic_step_size'\].*algorithm='nuts'"):
+        _gaussian_draws("jittered", seed=1, find_heuristic_step_size=True)
+
+
+def test_uturn_start_learns_half_a_period_on_a_standard_normal():
+    """On N(0, I) with a unit metric the U-turn comes at half a period (pi): the
+    jittered lengths, 0.25-0.75 of it, then average about pi / 2 (a quarter period)."""
+    import jax
+    import jax.numpy as jnp
+
+    from groupcov.inference.jittered import jittered_chain_kernel
+
+    d = 200
+    state, kernel = jittered_chain_kernel(
+        lambda z: 0.5 * jnp.sum(z * z), jnp.zeros(d), jnp.zeros(()), jax.random.PRNGKey(0),
+        300, 0.8, jittered_switch(300), {"adapt_mass_matrix": False},
+    )
+
+    def step(s, _):
+        s = kernel(s)
+        return s, (s.num_steps * s.adapt_state.step_size, s.z)
+
+    state, (lengths, z) = jax.jit(lambda s: jax.lax.scan(step, s, None, length=1300))(state)
+    turned = float(state.length_sum / state.length_count)
+    assert abs(turned - np.pi) < 0.25 * np.pi, turned
+    drawn = np.asarray(lengths[300:])
+    assert abs(drawn.mean() - 0.5 * turned) < 0.1 * turned
+    z = np.asarray(z[300:])
+    assert abs(z.var() - 1.0) < 0.1

@@ -409,8 +409,9 @@ class GroupCovModel:
         """How the NumPyro back-end makes the draws unless the caller says:
         ``"jittered"`` or ``"nuts"`` (:func:`groupcov.inference.jax_backend.nuts_chain`).
 
-        ``"jittered"`` (NUTS's warm-up start, then HMC with a random trajectory length
-        learnt from NUTS) when every group has at least ``p +`` :data:`RICH_ROWS`
+        ``"jittered"`` (HMC whose warm-up trajectories run to their first U-turn, then
+        HMC with random trajectory lengths learnt from those;
+        :mod:`groupcov.inference.jittered`) when every group has at least ``p +`` :data:`RICH_ROWS`
         complete rows, there are at least :data:`FEW_GROUPS` groups, and not every
         parameter is pooled: each group's posterior is then close to Gaussian, and so
         are the between-group scales', where NUTS spends twice the leapfrog steps on
@@ -418,12 +419,14 @@ class GroupCovModel:
         Measured, 4 x 1,000 draws (leapfrog steps per draw, smallest ESS over every
         quantity's bulk, tail and squared deviation, NUTS -> jittered): 200 groups x
         1,000 rows, p = 5: 31 -> 13, 1,068 -> 1,779, sampling 45.6 -> 23.1 s; 20 x 5,000,
-        p = 4: 15 -> 7, 1,169 -> 1,877; 200 x 10, p = 2: 31 -> 10.5, 1,201 -> 1,450.
+        p = 4: 15 -> 7, 1,169 -> 1,877; 200 x 10, p = 2: 31 -> 10.5, 1,201 -> 1,450
+        (with NUTS's first 250 warm-up iterations; the U-turn warm-up start then took a
+        first fit of 200 x 1,000 from 44-46 to 36-38 s).
         Otherwise NUTS: with 500 groups of 3 rows the between-group correlation scale
         had 169 effective draws against NUTS's 384, in half the steps, and R-hat 1.016;
         with few groups those scales are weakly identified, their posterior far from
         Gaussian; and a small model (few groups, or all pooled) samples in a fraction of
-        a second, less than compiling a second kernel takes.
+        a second.
         """
         if self.stats.n_groups < FEW_GROUPS or set(self.spec.values()) == {"pooled"}:
             return "nuts"

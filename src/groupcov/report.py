@@ -239,7 +239,7 @@ def _hdi(values: np.ndarray, prob: float) -> tuple[float, float]:
 #: How the report names the NumPyro back-end's algorithms (``fit(algorithm=...)``).
 ALGORITHM_LABELS = {
     "nuts": "NUTS",
-    "jittered": "NUTS warm-up, then HMC with jittered trajectory lengths",
+    "jittered": "HMC with a U-turn warm-up start and jittered trajectory lengths",
 }
 
 

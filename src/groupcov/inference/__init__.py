@@ -136,8 +136,8 @@ def _check_options(sampler: str, kwargs: dict) -> None:
     algorithm = kwargs.get("algorithm", ALGORITHMS[0])
     if algorithm not in ALGORITHMS:
         raise ValueError(
-            f"algorithm must be {' or '.join(map(repr, ALGORITHMS))} (NUTS's warm-up, then "
-            f"HMC with jittered trajectory lengths), got {algorithm!r}"
+            f"algorithm must be {' or '.join(map(repr, ALGORITHMS))} (HMC with a U-turn "
+            f"warm-up start and jittered trajectory lengths), got {algorithm!r}"
         )
 
 

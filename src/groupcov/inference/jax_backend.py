@@ -362,61 +362,32 @@ def density_chain_program(
     )
 
 
-#: Algorithms of the draws: NUTS throughout, or NUTS's warm-up start and then HMC with
-#: jittered trajectory lengths (:func:`jittered_switch`).
+#: Algorithms of the draws: NUTS throughout, or HMC with a U-turn warm-up start and
+#: jittered trajectory lengths (:mod:`groupcov.inference.jittered`).
 ALGORITHMS = ("nuts", "jittered")
-
-#: Jittered HMC draws each trajectory's length uniformly between these fractions of
-#: ``T``, the mean length of NUTS's trajectories in the warm-up window before the switch.
-JITTER_RANGE = (0.15, 0.45)
-
-
-def jittered_switch(tune: int) -> tuple[int, int] | None:
-    """Warm-up window ``(start, stop)`` whose NUTS trajectories set the jittered HMC's
-    lengths; the switch from NUTS to HMC comes at ``stop``. None: NUTS throughout.
-
-    The window is NumPyro's fourth adaptation window (iterations 150-249 of 1,000
-    warm-up iterations), or its last slow window when the warm-up has fewer; by then the
-    mass matrix has been estimated twice, and the later windows refine it under HMC.
-    With fewer than three windows (under 20 warm-up iterations) there is nothing to learn
-    a length from.
-
-    Examples
-    --------
-    >>> jittered_switch(1000), jittered_switch(150), jittered_switch(10)
-    ((150, 250), (75, 100), None)
-    """
-    from numpyro.infer.hmc_util import build_adaptation_schedule
-
-    windows = build_adaptation_schedule(int(tune)) if tune > 0 else []
-    if len(windows) < 3:
-        return None
-    window = windows[min(3, len(windows) - 2)]
-    return int(window.start), int(window.end) + 1
 
 
 def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict):
-    """``chain(key, data) -> trace``: NUTS warm-up and draws of one chain.
+    """``chain(key, data) -> trace``: warm-up and draws of one chain (NUTS or jittered HMC).
 
     ``evaluate(params, data) -> (logp, outputs)`` and ``initial_point(data) -> params``;
     the chain starts at the initial point plus uniform(-1, 1) jitter.
 
     ``kwargs["algorithm"]`` (one of :data:`ALGORITHMS`, default ``"nuts"``) chooses how
-    the draws are made. With ``"jittered"`` NUTS runs the warm-up until the window of
-    :func:`jittered_switch`, and from there on, for the rest of the warm-up (step size
-    and mass matrix still adapting) and every draw, HMC runs with a trajectory length
-    drawn at each transition uniformly between the fractions :data:`JITTER_RANGE` of the
-    mean length of NUTS's trajectories in that window.
-    Each draw is then a mixture of HMC kernels with a fixed length distribution, a
-    valid MCMC kernel of the same posterior. Where the posterior is close to Gaussian
-    (groups with many rows) this takes less than half of NUTS's leapfrog steps: NUTS
-    doubles its trajectory until it turns around (31 steps in 4,000 dimensions, where
-    about 10 already give a nearly independent draw).
+    the draws are made: NUTS throughout, or ``"jittered"``: HMC whose warm-up
+    trajectories run to their first U-turn and whose later ones have jittered lengths
+    (:mod:`groupcov.inference.jittered`; NUTS where the warm-up is too short to learn a
+    length, :func:`~groupcov.inference.jittered.jittered_switch`). Where the posterior is
+    close to Gaussian (groups with many rows) this takes less than half of NUTS's
+    leapfrog steps: NUTS doubles its trajectory until it turns around (31 steps in 4,000
+    dimensions, where about 10 already give a nearly independent draw).
     """
     import jax
     import jax.numpy as jnp
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import ParamInfo
+
+    from groupcov.inference.jittered import jittered_chain_kernel, jittered_switch
 
     jax.config.update("jax_enable_x64", True)
     kwargs = dict(kwargs)
@@ -449,28 +420,22 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
         def constrained(x):
             return evaluate(unflatten(x), data)[1]
 
-        init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
-        # the start's gradient only enters the first warm-up trajectory's first
-        # half-step; without it XLA compiles the gradient once (in the tree builder)
-        # instead of twice: a tenth to a fifth of the compile time of small models
-        start_info = ParamInfo(flat, potential(flat), jnp.zeros_like(flat))
-        options = dict(
-            num_warmup=settings.tune,
-            target_accept_prob=settings.target_accept,
-            rng_key=key,
-            **kwargs,
-        )
-        state = init_kernel(start_info, **options)
-
         draws, thin, tune = settings.draws, settings.thin, settings.tune
-        warmup_left = tune
-        kernel = sample_kernel
         if switch is not None:
-            state, kernel = _nuts_then_jittered(
-                state, sample_kernel, hmc(potential_fn=potential, algo="HMC"), start_info,
-                options, switch,
+            state, kernel = jittered_chain_kernel(
+                potential, flat, potential(flat), key, tune, settings.target_accept, switch,
+                kwargs,
             )
-            warmup_left = tune - switch[1]
+        else:
+            init_kernel, kernel = hmc(potential_fn=potential, algo="NUTS")
+            # the start's gradient only enters the first warm-up trajectory's first
+            # half-step; without it XLA compiles the gradient once (in the tree
+            # builder) instead of twice: a tenth to a fifth of a small model's compile
+            start_info = ParamInfo(flat, potential(flat), jnp.zeros_like(flat))
+            state = init_kernel(
+                start_info, num_warmup=tune, target_accept_prob=settings.target_accept,
+                rng_key=key, **kwargs,
+            )
 
         # thinned draws: every draw, kept or not, enters running moments of the outputs
         # and of the log density
@@ -511,8 +476,8 @@ def nuts_chain(evaluate, initial_point, settings: SamplerSettings, kwargs: dict)
 
         def draw(carry, index):
             state, moments = carry
-            # the first block also runs the (rest of the) warm-up
-            n = jnp.where(index == 0, warmup_left + thin, thin)
+            # the first block also runs the warm-up
+            n = jnp.where(index == 0, tune + thin, thin)
             state, diverged, steps, moments = transitions(state, moments, n, index * thin)
             return (state, moments), (
                 constrained(state.z), diverged, steps, state.accept_prob, state.energy,
@@ -561,48 +526,6 @@ def _add_draw(moments: list, values, t, total: int) -> list:
             jnp.where(inside, m2.at[h].set(new_m2), m2),
         ))
     return out
-
-
-def _nuts_then_jittered(state, nuts_kernel, hmc_kernels, start_info, options, window):
-    """Run NUTS up to the switch, measuring its trajectories' mean length in ``window``;
-    returns the state and the jittered HMC kernel that continues from it.
-
-    Both of NumPyro's kernels share one state type and one warm-up schedule, so the HMC
-    kernel (initialized only for its schedule and settings) takes over the NUTS state,
-    step size, mass matrix and adaptation where NUTS left them. Like NUTS's trees, a
-    trajectory takes at most ``2**max_tree_depth - 1`` leapfrog steps (should the step
-    size collapse, a fixed length would otherwise mean unbounded work).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    hmc_init, hmc_kernel = hmc_kernels
-    options = dict(options)
-    most_steps = 2 ** max_tree_depth(options) - 1
-    options.pop("max_tree_depth", None)  # NUTS's; HMC has no tree
-    hmc_init(start_info, trajectory_length=1.0, **options)
-    first, stop = window
-
-    def body(carry):
-        k, st, total = carry
-        st = nuts_kernel(st)
-        length = st.num_steps * st.adapt_state.step_size
-        return k + 1, st, total + jnp.where(k >= first, length, 0.0)
-
-    _, state, total = jax.lax.while_loop(
-        lambda c: c[0] < stop, body, (0, state, jnp.zeros((), "float64"))
-    )
-    mean_length = total / (stop - first)
-    low, high = JITTER_RANGE
-    state = state._replace(trajectory_length=jnp.zeros((), "float64"))
-
-    def jittered(st):
-        key, sub = jax.random.split(st.rng_key)
-        length = mean_length * jax.random.uniform(sub, (), "float64", low, high)
-        length = jnp.minimum(length, most_steps * st.adapt_state.step_size)
-        return hmc_kernel(st._replace(rng_key=key, trajectory_length=length))
-
-    return state, jittered
 
 
 class Program(NamedTuple):
