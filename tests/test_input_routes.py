@@ -266,3 +266,30 @@ def test_csv_errors_that_types_do_not_cause_read_the_file_once(tmp_path, monkeyp
     with pytest.raises(groupcov.DataError, match=r"'x' is not numeric"):
         reduce(path, "g", ["x"])
     assert opened[1:] == [{}, {"full_scan": True}]
+
+
+def test_csv_messages_say_how_the_file_was_read(tmp_path):
+    semi = tmp_path / "semi.csv"
+    semi.write_text("sl;sw;species\n5,1;3,5;a\n4,9;3,0;b\n")
+    with pytest.warns(groupcov.DefaultFeaturesWarning), pytest.raises(
+        groupcov.DataError,
+        match=r"left out: 'sl' read as text \(VARCHAR, e\.g\. '5,1'\).*look like decimal "
+              r"commas",
+    ):
+        reduce(semi, "species")
+    na = tmp_path / "regions.csv"
+    na.write_text("g,x\nNA,1\nNA,2\nEU,3\nEU,4\n")
+    with pytest.raises(groupcov.DataError, match=r"'NA', 'N/A'.* read as missing: a group "
+                                                 r"named 'NA' needs another name"):
+        reduce(na, "g", ["x"])
+
+
+def test_cli_names_the_covariance_option():
+    from groupcov.cli import flag_form
+
+    message = ("... which a multivariate normal model with covariance='hierarchical' cannot "
+               "represent: leave out the feature(s), or model one covariance for all groups "
+               "(covariance='pooled')")
+    shown = flag_form(message)
+    assert "model with --covariance hierarchical" in shown
+    assert "(--covariance pooled)" in shown and "covariance='" not in shown

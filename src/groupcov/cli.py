@@ -304,6 +304,10 @@ _FLAG_FORMS = (
     ("pass features=[...]", "pass --features COL [COL ...]"),
     ("listed more than once in features=", "listed more than once in --features"),
     ("leave it out of features=", "leave it out of --features"),
+    ("(covariance='pooled')", "(--covariance pooled)"),
+    ("model with covariance='hierarchical'", "model with --covariance hierarchical"),
+    ("model with covariance='unpooled'", "model with --covariance unpooled"),
+    ("model with covariance='pooled'", "model with --covariance pooled"),
 )
 
 

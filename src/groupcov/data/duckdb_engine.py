@@ -701,7 +701,8 @@ def _reduce_relation(
     missing = np.ma.getmaskarray(labels)
     if missing.any():
         count = int(n[missing].sum())
-        raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source)
+        raise missing_labels_error(group, count, _bad_rows(relation, "g IS NULL", clean), source,
+                                   NULL_STRINGS if source.startswith("file ") else ())
     values = np.asarray(labels.data if np.ma.isMaskedArray(labels) else labels).tolist()
     # one value per cell (group and pattern of missing values); before any hashing,
     # which labels such as structs (dicts) do not allow

@@ -181,8 +181,15 @@ def default_features(
             DefaultFeaturesWarning,
         )
     if not features:
+        shown = "; ".join(_left_out_text(c) for c in left_out[:5])
+        examples = [e for c in left_out for e in c.examples]
+        comma = any(re.fullmatch(r"\s*[+-]?[0-9]+,[0-9]+\s*", str(e)) for e in examples)
         raise DataError(
-            f"{source} has no numeric feature columns besides {group!r}; pass features=[...]"
+            f"{source} has no numeric feature columns besides {group!r}"
+            + (f" (left out: {shown})" if shown else "")
+            + ("; its numbers look like decimal commas: write the file with decimal "
+               "points" if comma else "")
+            + "; pass features=[...]"
         )
     return features
 
@@ -429,14 +436,18 @@ def _group_column(group: str | None) -> tuple[str, str]:
 
 
 def missing_labels_error(
-    group: str | None, count: int, rows: str, source: str | None = None
+    group: str | None, count: int, rows: str, source: str | None = None,
+    missing_text: Sequence[str] = (),
 ) -> DataError:
     """Rows whose group label is missing (None, NaN, NULL); ``group=None``: labels given as
-    an array."""
+    an array; ``missing_text``: the cell texts a file reader takes as missing."""
     what, _ = _group_column(group)
+    shown = ", ".join(repr(t) for t in missing_text if t)
+    read_as = (f" (empty cells and {shown} are read as missing: a group named 'NA' needs "
+               "another name)" if shown else "")
     return DataError(
         f"{_prefix(source)}{what} has {count} missing label(s) "
-        f"({rows}); drop those rows or give them a group"
+        f"({rows}){read_as}; drop those rows or give them a group"
     )
 
 
