@@ -607,6 +607,15 @@ def test_predict_classify_reads_files_as_fit_does(csv_fit, files, tmp_path):
     expected = result.classify(df.loc[[40], FEATURES].assign(x2=np.nan))
     np.testing.assert_allclose(probs.iloc[1, 1:].to_numpy(float), expected.to_numpy()[0],
                                rtol=1e-9)
+    # a row without any value has no group of its own; a file without rows is an error
+    (tmp_path / "blank.csv").write_text("x0,x1,x2\n1.0,2.0,3.0\n,,\n")
+    code, stdout, err = run_cli(["predict", out, "--classify", tmp_path / "blank.csv"])
+    assert code == 0, err
+    blank = pd.read_csv(io.StringIO(stdout), keep_default_na=False)
+    assert blank["group"].tolist()[1] == "" and blank["group"].tolist()[0] != ""
+    (tmp_path / "header.csv").write_text("x0,x1,x2\n")
+    code, _, err = run_cli(["predict", out, "--classify", tmp_path / "header.csv"])
+    _one_line_error(code, err, ["header.csv", "has no rows"])
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

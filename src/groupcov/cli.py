@@ -689,12 +689,19 @@ def _classify_rows(result, path: str):
             f"column(s) {missing} not found in '{path}'; the fit needs features "
             f"{result.features}"
         )
+    if len(data) == 0:
+        raise InputError(f"'{path}' has no rows to classify")
     _check_numeric(data, result.features, path)
     with _report_warnings():
         probs = result.classify(data[result.features])
     table = probs.reset_index(drop=True)
     table.columns = [f"p[{g}]" for g in result.groups]
-    table.insert(0, "group", [result.groups[i] for i in probs.to_numpy().argmax(axis=1)])
+    # a row without any feature value has only the groups' prior weights: no group is
+    # the row's, so none is named
+    observed = data[result.features].notna().any(axis=1).to_numpy()
+    best = probs.to_numpy().argmax(axis=1)
+    table.insert(0, "group", [result.groups[i] if seen else ""
+                              for i, seen in zip(best, observed, strict=True)])
     return table
 
 
