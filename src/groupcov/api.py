@@ -421,7 +421,7 @@ class GroupCovModel:
         1,000 rows, p = 5: 31 -> 13, 1,068 -> 1,779, sampling 45.6 -> 23.1 s; 20 x 5,000,
         p = 4: 15 -> 7, 1,169 -> 1,877; 200 x 10, p = 2: 31 -> 10.5, 1,201 -> 1,450
         (with NUTS's first 250 warm-up iterations; the U-turn warm-up start then took a
-        first fit of 200 x 1,000 from 44-46 to 36-38 s).
+        first fit of 20 x 5,000 from 12-16 to 9 s, and 200 x 1,000 stayed at 44 s).
         Otherwise NUTS: with 500 groups of 3 rows the between-group correlation scale
         had 169 effective draws against NUTS's 384, in half the steps, and R-hat 1.016;
         with few groups those scales are weakly identified, their posterior far from

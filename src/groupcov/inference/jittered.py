@@ -9,8 +9,9 @@ The chain therefore runs plain HMC throughout, with NumPyro's warm-up adaptation
 averaging of the step size, windowed diagonal or dense mass matrix):
 
 - **U-turn start** (the warm-up up to the switch of :func:`jittered_switch`): each
-  trajectory runs until it turns back (``(z - z0) . v < 0``, ``v`` the velocity) or
-  reaches ``2**max_tree_depth - 1`` steps, and its end point is accepted or rejected
+  trajectory runs until it turns back (``(z - z0) . r < 0``, ``r`` the momentum: the
+  distance from its start in the mass matrix's metric stops growing) or reaches
+  ``2**max_tree_depth - 1`` steps, and its end point is accepted or rejected
   as in HMC. The lengths at which trajectories turned, in the switch's window, give
   their mean ``U``. (Empirical HMC's warm-up; Wu, Stoehr and Robert, 2018.) Warm-up
   draws need no exactness, only a chain that moves and adapts.
@@ -186,7 +187,11 @@ def jittered_chain_kernel(potential, start, pe, key, tune: int, target_accept: f
             r = r - 0.5 * step * grad
             energy = pe + kinetic(inv_mass, r)
             diverged = ~(energy - energy0 <= MAX_DELTA_ENERGY)  # NaN included
-            turned = warm_start & (jnp.dot(z - z0, velocity(inv_mass, r)) < 0.0)
+            # distance from the start in the metric of the mass matrix stops growing:
+            # d/dt |z - z0|_M^2 / 2 = (z - z0) . r. Every coordinate counts at its
+            # adapted scale (the Euclidean (z - z0) . v would follow the few widest
+            # coordinates, whose first turn comes early and at random)
+            turned = warm_start & (jnp.dot(z - z0, r) < 0.0)
             return k + 1, z, r, pe, grad, energy, diverged | turned
 
         steps, z, r, pe, grad, energy, _ = jax.lax.while_loop(
