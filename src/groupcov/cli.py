@@ -66,16 +66,6 @@ def _probability(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -904,7 +894,7 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
                    help="warm-up steps per chain (default 1000)")
     g.add_argument("--chains", type=_positive_int, default=chains,
                    help=f"number of chains (default {chains})")
-    g.add_argument("--seed", type=_seed, default=None,
+    g.add_argument("--seed", type=_nonnegative_int, default=None,
                    help="random seed, a whole number >= 0 (reproducible draws)")
     g.add_argument("--target-accept", type=_probability, default=None,
                    help="NUTS's target acceptance rate; higher means smaller steps and fewer "
@@ -1010,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--n", type=_positive_int, default=100,
                          help="rows to draw with --group, each from its own posterior draw "
                               "while there are enough (default 100)")
-    predict.add_argument("--seed", type=_seed, default=None, help="random seed (>= 0)")
+    predict.add_argument("--seed", type=_nonnegative_int, default=None, help="random seed (>= 0)")
     predict.add_argument("--out", metavar="FILE", help="CSV file to write (default stdout)")
     _traceback_arg(predict)
     predict.set_defaults(func=_predict)

@@ -240,9 +240,12 @@ def compare(
             else:
                 warnings.filterwarnings("ignore", message="Estimated shape parameter")
                 elpd[name] = az.loo(fit.idata, var_name="obs", pointwise=True)
+        # where each was raised, so the caller's filters treat it as they would have
+        # (a library's DeprecationWarning stays hidden)
         for caught_warning in caught:
-            warnings.warn(f"candidate {name}: {caught_warning.message}",
-                          caught_warning.category, stacklevel=2)
+            warnings.warn_explicit(f"candidate {name}: {caught_warning.message}",
+                                   caught_warning.category, caught_warning.filename,
+                                   caught_warning.lineno)
     with warnings.catch_warnings():
         # ArviZ 0.23 sorts with pandas' deprecated inplace=True; not the user's concern
         warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.sort_values")

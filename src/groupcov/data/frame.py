@@ -23,6 +23,7 @@ from groupcov.data.validate import (
     no_rows_error,
     non_numeric_error,
     order_labels,
+    positions_text,
     python_label,
     rows_text,
     text_examples,
@@ -276,7 +277,7 @@ def index_rows_text(index: pd.Index, positions: np.ndarray) -> str:
     "rows with index labels 'r0', 'r1'"
     """
     if index.equals(pd.RangeIndex(len(index))):
-        return rows_text(positions) + ", counting from 0"
+        return positions_text(list(positions), total=len(positions))
     labels = [_label_text(index[i]) for i in positions[:5]]
     shown = rows_text(labels, total=len(positions)).removeprefix("rows ")
     return f"rows with index labels {shown}"
