@@ -654,8 +654,9 @@ def chain_keys(seed: int, chains: int) -> np.ndarray:
 def max_tree_depth(kwargs: dict) -> int:
     """NUTS's maximum tree depth after warm-up from the sampler options (NumPyro's
     ``max_tree_depth``: an int, or a ``(warm-up, sampling)`` pair; default 10)."""
-    depth = kwargs.get("max_tree_depth", 10)
-    return int(depth[-1] if isinstance(depth, tuple | list) else depth)
+    from groupcov.inference.jittered import tree_depths
+
+    return tree_depths(kwargs)[1]
 
 
 def run_program(

@@ -91,7 +91,15 @@ def jittered_switch(tune: int) -> tuple[int, int] | None:
     return int(window.start), int(window.end) + 1
 
 
-def _depths(options: dict) -> tuple[int, int]:
+def tree_depths(options: dict) -> tuple[int, int]:
+    """Maximum tree depths ``(warm-up, sampling)`` from NumPyro's ``max_tree_depth`` (an
+    int, or a pair; default 10): trajectories take at most ``2**depth - 1`` steps.
+
+    Examples
+    --------
+    >>> tree_depths({}), tree_depths({"max_tree_depth": (8, 5)})
+    ((10, 10), (8, 5))
+    """
     depth = options.get("max_tree_depth", 10)
     if isinstance(depth, tuple | list):
         return int(depth[0]), int(depth[-1])
@@ -120,7 +128,7 @@ def jittered_chain_kernel(potential, start, pe, key, tune: int, target_accept: f
             f"{unknown} (use algorithm='nuts' for NumPyro's other NUTS options)"
         )
     first, stop = window
-    warm_depth, depth = _depths(options)
+    warm_depth, depth = tree_depths(options)
     most_warm, most = 2**warm_depth - 1, 2**depth - 1
     low, high = JITTER_RANGE
     dense = bool(options.get("dense_mass", False))
