@@ -172,3 +172,51 @@ def test_uturn_start_learns_half_a_period_on_a_standard_normal():
     assert abs(drawn.mean() - 0.5 * turned) < 0.1 * turned
     z = np.asarray(z[300:])
     assert abs(z.var() - 1.0) < 0.1
+
+
+def test_uturn_start_draws_do_not_alternate_in_sign():
+    """A U-turn trajectory's end point on N(0, I) sits half a period from its start,
+    near -z0, so end points alternate in sign and a window of them estimates each
+    variance from one value. The U-turn start proposes a uniformly chosen point of the
+    trajectory instead: successive draws are uncorrelated and a window's variances
+    scatter like chi-square ones."""
+    import jax
+    import jax.numpy as jnp
+
+    from groupcov.inference.jittered import jittered_chain_kernel
+
+    d = 400
+    tune = 1000
+    first, stop = jittered_switch(tune)
+    state, kernel = jittered_chain_kernel(
+        lambda z: 0.5 * jnp.sum(z * z), jnp.zeros(d), jnp.zeros(()), jax.random.PRNGKey(1),
+        tune, 0.8, (first, stop), {"adapt_mass_matrix": False},
+    )
+
+    def step(s, _):
+        s = kernel(s)
+        return s, s.z
+
+    _, z = jax.jit(lambda s: jax.lax.scan(step, s, None, length=stop))(state)
+    z = np.asarray(z[first:stop])  # U-turn trajectories, after the step size settled
+    lag1 = np.mean(z[1:] * z[:-1]) / np.mean(z * z)
+    assert abs(lag1) < 0.2, lag1  # end points: -0.5 to -0.66 (seeds 1-3)
+    window = z.var(axis=0, ddof=1)  # 100 draws per coordinate
+    low, high = np.quantile(window, [0.01, 0.99])
+    assert 0.35 < low and high < 2.5, (low, high)  # end points: 0.17-0.22 and 4.3-5.2
+
+
+def test_jittered_draws_target_a_lower_acceptance_rate():
+    rich = simulate_groups(12, 2 + RICH_ROWS, 2, seed=0)
+    model = groupcov.GroupCovModel(rich.data, features=rich.features)
+    assert model.default_algorithm() == "jittered"
+    assert model.default_target_accept("jittered") == 0.8
+    assert model.default_target_accept("nuts") == 0.9
+    assert model.default_target_accept() == 0.9  # other samplers: NUTS
+    few = simulate_groups(3, 30, 2, seed=0)
+    assert groupcov.GroupCovModel(few.data, features=few.features).default_target_accept() == 0.95
+    fit = model.fit(draws=50, tune=60, chains=1, random_seed=0, progressbar=False)
+    assert fit.posterior.attrs["target_accept"] == 0.8
+    nuts = model.fit(draws=50, tune=60, chains=1, random_seed=0, progressbar=False,
+                     algorithm="nuts")
+    assert nuts.posterior.attrs["target_accept"] == 0.9

@@ -11,10 +11,14 @@ averaging of the step size, windowed diagonal or dense mass matrix):
 - **U-turn start** (the warm-up up to the switch of :func:`jittered_switch`): each
   trajectory runs until it turns back (``(z - z0) . r < 0``, ``r`` the momentum: the
   distance from its start in the mass matrix's metric stops growing) or reaches
-  ``2**max_tree_depth - 1`` steps, and its end point is accepted or rejected
-  as in HMC. The lengths at which trajectories turned, in the switch's window, give
-  their mean ``U``. (Empirical HMC's warm-up; Wu, Stoehr and Robert, 2018.) Warm-up
-  draws need no exactness, only a chain that moves and adapts.
+  ``2**max_tree_depth - 1`` steps, and a point chosen uniformly among its steps is
+  accepted or rejected as in HMC. The lengths at which trajectories turned, in the
+  switch's window, give their mean ``U``. (Empirical HMC's warm-up; Wu, Stoehr and
+  Robert, 2018.) Warm-up draws need no exactness, only a chain that moves and adapts,
+  and draws from which the mass matrix can be estimated: the end point of a trajectory
+  that ran to its turn lies half a period from the start, near ``-z0`` on a Gaussian,
+  so end points alternate in sign and keep each coordinate's magnitude, and a window
+  of them estimates each variance from about one value.
 - **Jittered HMC** (the rest of the warm-up and every draw): each transition draws its
   trajectory length uniformly between the fractions :data:`JITTER_RANGE` of ``U``, a
   fixed distribution of lengths, so each draw is a mixture of HMC kernels, valid for the
@@ -65,6 +69,20 @@ class JitteredState(NamedTuple):
     length_sum: Any
     length_count: Any
     rng_key: Any
+
+
+class _Trajectory(NamedTuple):
+    """The leapfrog loop's carry: step count, current point, whether it stopped (turned
+    or diverged), whether it diverged, and the proposal kept so far."""
+
+    k: Any
+    z: Any
+    r: Any
+    grad: Any
+    energy: Any
+    done: Any
+    diverged: Any
+    kept: Any
 
 
 def jittered_switch(tune: int) -> tuple[int, int] | None:
@@ -163,7 +181,7 @@ def jittered_chain_kernel(potential, start, pe, key, tune: int, target_accept: f
     )
 
     def kernel(state: JitteredState) -> JitteredState:
-        key, k_momentum, k_length, k_accept = jax.random.split(state.rng_key, 4)
+        key, k_momentum, k_length, k_accept, k_pick = jax.random.split(state.rng_key, 5)
         adapt = state.adapt_state
         eps, inv_mass = adapt.step_size, adapt.inverse_mass_matrix
         warm_start = state.i < stop
@@ -184,11 +202,10 @@ def jittered_chain_kernel(potential, start, pe, key, tune: int, target_accept: f
         energy0 = state.potential_energy + kinetic(inv_mass, r0)
 
         def going(carry):
-            k, _, _, _, _, _, done = carry
-            return (k < max_steps) & ~done
+            return (carry.k < max_steps) & ~carry.done
 
         def leapfrog(carry):
-            k, z, r, _, grad, _, _ = carry
+            k, z, r, grad = carry.k, carry.z, carry.r, carry.grad
             r = r - 0.5 * step * grad
             z = z + step * velocity(inv_mass, r)
             pe, grad = value_and_grad(z)
@@ -200,15 +217,27 @@ def jittered_chain_kernel(potential, start, pe, key, tune: int, target_accept: f
             # adapted scale (the Euclidean (z - z0) . v would follow the few widest
             # coordinates, whose first turn comes early and at random)
             turned = warm_start & (jnp.dot(z - z0, r) < 0.0)
-            return k + 1, z, r, pe, grad, energy, diverged | turned
+            # the proposal: a jittered trajectory's end point; a U-turn trajectory's
+            # point at a uniformly chosen step (see the module's notes), by reservoir
+            # sampling: step k + 1 replaces the kept point with probability 1 / (k + 1)
+            u = jax.random.uniform(jax.random.fold_in(k_pick, k))
+            keep = ~warm_start | (u * (k + 1) < 1.0)
+            kept = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(keep, new, old), (z, r, pe, grad, energy), carry.kept
+            )
+            return _Trajectory(k + 1, z, r, grad, energy, diverged | turned, diverged, kept)
 
-        steps, z, r, pe, grad, energy, _ = jax.lax.while_loop(
+        start = (z0, r0, state.potential_energy, state.z_grad, energy0)
+        end = jax.lax.while_loop(
             going, leapfrog,
-            (count, z0, r0, state.potential_energy, state.z_grad, energy0, jnp.zeros((), bool)),
+            _Trajectory(count, z0, r0, state.z_grad, energy0, jnp.zeros((), bool),
+                        jnp.zeros((), bool), start),
         )
+        steps = end.k
+        z, r, pe, grad, energy = end.kept
         delta = energy - energy0
         delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)
-        diverging = delta > MAX_DELTA_ENERGY
+        diverging = end.diverged | (delta > MAX_DELTA_ENERGY)
         accept_prob = jnp.minimum(jnp.exp(-delta), 1.0)
         accepted = jax.random.bernoulli(k_accept, accept_prob)
         z = jnp.where(accepted, z, z0)

@@ -83,8 +83,9 @@ class BatchSampler:
         Draws and warm-up steps per chain, and chains per data set.
     var_names : sequence of str
         Variables to return (free variables or deterministics of ``gcm.model``).
-    target_accept : float
-        NUTS's target acceptance probability.
+    target_accept : float, optional
+        The sampler's target acceptance probability; default what ``gcm.fit`` uses
+        (:meth:`~groupcov.api.GroupCovModel.default_target_accept`).
     algorithm : {"nuts", "jittered"}, optional
         How the draws are made; default what ``gcm.fit`` uses
         (:meth:`~groupcov.api.GroupCovModel.default_algorithm`).
@@ -97,11 +98,14 @@ class BatchSampler:
         tune: int,
         chains: int = 2,
         var_names: Sequence[str] = ("mu", "sigma", "corr", "cov"),
-        target_accept: float = 0.9,
+        target_accept: float | None = None,
         algorithm: str | None = None,
     ):
         self.gcm = gcm
         self.draws, self.tune, self.chains = int(draws), int(tune), int(chains)
+        self.algorithm = gcm.default_algorithm() if algorithm is None else algorithm
+        if target_accept is None:
+            target_accept = gcm.default_target_accept(self.algorithm)
         self.target_accept = float(target_accept)
         spec = gcm._density_spec()
         if spec is not None:  # what GroupCovModel.fit samples
@@ -118,7 +122,6 @@ class BatchSampler:
             progressbar=False, target_accept=self.target_accept,
             var_names=tuple(self.var_names),
         )
-        self.algorithm = gcm.default_algorithm() if algorithm is None else algorithm
         options = {"algorithm": self.algorithm}
         # the program GroupCovModel.fit compiles; here vectorized over data sets
         if spec is not None:
