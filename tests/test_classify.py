@@ -133,8 +133,14 @@ def test_classify_input_errors():
         classify(res, pd.DataFrame({"x0": [1.0], "x1": [2.0]}))
     with pytest.raises(ValueError, match="shape"):
         classify(res, np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="infinite"):
+    with pytest.raises(ValueError, match=r"1 infinite value\(s\) in column 'x1' \(rows 0, "
+                       r"counting from 0\)"):
         classify(res, np.array([[0.0, np.inf, 0.0]]))
+    frame = pd.DataFrame({"x0": [0.0, 1, 2], "x1": [0.0, 1, 2], "x2": [-np.inf, 1, np.inf]},
+                         index=["r0", "r1", "r2"])
+    with pytest.raises(ValueError, match=r"2 infinite value\(s\) in column 'x2' \(rows with "
+                       r"index labels 'r0', 'r2'\)"):
+        classify(res, frame)
 
 
 def test_row_log_likelihood_matches_scipy():

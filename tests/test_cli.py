@@ -368,6 +368,25 @@ def test_group_table_stays_readable_with_many_features():
     assert len(wide) == 2 + 12 + 1 and "corr[" not in wide[0]
 
 
+def test_group_table_shortens_long_group_names():
+    from groupcov.cli import LABEL_WIDTH, group_table
+
+    result = _fake_result(3, 2)
+    result.groups = ["Northern Territory, far north-west coast", "b",
+                     "Northern Territory, far north-east coast"]
+    lines = group_table(result).splitlines()
+    names = [line.split("  ")[0].strip() for line in lines[2:5]]
+    assert all(len(name) <= LABEL_WIDTH for name in names)
+    assert names[0] != names[2] and names[0].endswith("west coast") and names[1] == "b"
+    assert "summary.csv has them whole" in lines[-1]
+    plain = group_table(_fake_result(3, 2)).splitlines()  # groups g0, g1, g2
+    assert len(lines[0]) == len(plain[0]) + LABEL_WIDTH - len("group")
+    # alike once shortened: kept whole
+    result.groups = ["a" * 30 + "x" + "b" * 30, "a" * 30 + "y" + "b" * 30, "c"]
+    text = group_table(result)
+    assert result.groups[0] in text and result.groups[1] in text and "shortened" not in text
+
+
 def test_sampling_options_reach_fit():
     parser = cli.build_parser()
     args = parser.parse_args(["fit", "data.csv", "--group", "g", "--out", "o", "--draws", "10",
@@ -583,6 +602,26 @@ def test_compare_by_group_needs_two_groups(tmp_path, captured_compare):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("pointwise", ["row", "group"])
+def test_compare_note_on_unreliable_loo_fits_the_kind(tmp_path, monkeypatch, pointwise):
+    def flagged(data, **kwargs):
+        return pd.DataFrame({"rank": [0, 1], "elpd_loo": [-1.0, -2.0],
+                             "warning": [True, False]}, index=["first", "second"])
+
+    monkeypatch.setattr("groupcov.comparison.compare", flagged)
+    _labeled_table().to_csv(tmp_path / "f.csv", index=False)
+    code, stdout, err = run_cli(["compare", tmp_path / "f.csv", "--group", "g",
+                                 "--pointwise", pointwise])
+    assert code == 0, err
+    notes = [line for line in stdout.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "'first'" in notes[0]
+    if pointwise == "row":
+        assert "some rows" in notes[0] and "--pointwise group may help" in notes[0]
+    else:
+        assert "some groups" in notes[0] and "--pointwise" not in notes[0]
+    assert "warning" not in stdout.splitlines()[0]  # the flag column is not shown
+
+
 def test_compare_checks_out_before_any_work(tmp_path, captured_compare):
     _labeled_table().to_csv(tmp_path / "f.csv", index=False)
     code, _, err = run_cli(["compare", tmp_path / "f.csv", "--group", "g", "--out",
@@ -616,6 +655,13 @@ def test_predict_classify_reads_files_as_fit_does(csv_fit, files, tmp_path):
     (tmp_path / "header.csv").write_text("x0,x1,x2\n")
     code, _, err = run_cli(["predict", out, "--classify", tmp_path / "header.csv"])
     _one_line_error(code, err, ["header.csv", "has no rows"])
+    # inf, which DuckDB's guess takes for a date in one row and for text among integers
+    (tmp_path / "inf.csv").write_text("x0,x1,x2\n1.0,inf,3.0\n")
+    code, _, err = run_cli(["predict", out, "--classify", tmp_path / "inf.csv"])
+    _one_line_error(code, err, ["inf.csv", "column 'x1'", "1 infinite value(s)", "rows 0"])
+    (tmp_path / "inf2.csv").write_text("x0,x1,x2\n1,2,3\n2,-inf,4\n5,6,7\n")
+    code, _, err = run_cli(["predict", out, "--classify", tmp_path / "inf2.csv"])
+    _one_line_error(code, err, ["column 'x1'", "1 infinite value(s)", "rows 1, counting"])
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

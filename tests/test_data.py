@@ -453,7 +453,6 @@ NUMBERS_AS_TEXT = {
     "question mark": ("g,x,y\na,1.5,1\nb,?,2\na,3,3\nb,4,5\n", "'?'"),
     "thousands separator": ('g,x,y\na,"4,712.61",1\nb,3,2\na,5,3\nb,6,5\n', "'4,712.61'"),
     "decimal comma": ("g;x;y\na;1,5;1\nb;2,25;2\na;3,5;3\nb;4,0;5\n", "'1,5'"),
-    "inf in the first row": ("g,x,y\na,inf,1\nb,3,2\na,5,3\nb,6,5\n", "'inf'"),
 }
 
 
@@ -469,6 +468,22 @@ def test_numbers_read_as_text_are_reported(case, tmp_path):
     assert st.mean[:, 0].tolist() == [2.0, 3.5]
     with pytest.raises(DataError, match=f"'x' is not numeric .*e.g. \\[{re.escape(example)}"):
         reduce(path, "g", ["x", "y"])
+
+
+@pytest.mark.parametrize("text", [
+    "g,x,y\na,inf,1\nb,3,2\na,5,3\nb,6,5\n",  # DuckDB guesses text
+    "g,x,y\na,-inf,1\n",  # a date
+    "g,x,y\na,1,1\nb,Infinity,2\na,5,3\nb,6,5\n",
+])
+@pytest.mark.parametrize("features", [None, ["x", "y"]])
+def test_infinity_in_a_file_is_an_infinite_value_as_pandas_reads_it(text, features, tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"feature column 'x' has 1 infinite value\(s\)") as read:
+        reduce(path, "g", features)
+    with pytest.raises(DataError, match=r"feature column 'x' has 1 infinite value\(s\)") as frame:
+        reduce(pd.read_csv(path), "g", features)
+    assert read.value.args[0].split("(rows ")[1] == frame.value.args[0].split("(rows ")[1]
 
 
 def test_text_column_of_a_frame_is_reported_with_a_value_that_is_not_a_number():

@@ -23,6 +23,9 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
+from groupcov.data.frame import index_rows_text, infinite_cells
+from groupcov.data.validate import positions_text
+
 if TYPE_CHECKING:
     from groupcov.result import GroupCovResult
 
@@ -147,9 +150,12 @@ def _as_matrix(x, features: Sequence[str], what: str = "X") -> tuple[np.ndarray,
                 f"got shape {values.shape}"
             )
         index = None
-    if np.isinf(values).any():
-        col = features[int(np.argwhere(np.isinf(values))[0, 1])]
-        raise ValueError(f"{what} has infinite values (column {col!r}); replace or remove them")
+    for f, rows in zip(features, infinite_cells(values), strict=False):
+        if rows.size:
+            where = (positions_text(rows.tolist(), rows.size) if index is None
+                     else index_rows_text(index, rows))
+            raise ValueError(f"{what} has {rows.size} infinite value(s) in column {f!r} "
+                             f"({where}); replace or remove them")
     return values, index
 
 

@@ -165,7 +165,7 @@ def reduce_file(path: str | Path, group: str, features: Sequence[str] | None):
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None,
-               max_rows: int | None = None):
+               max_rows: int | None = None, numbers: Sequence[str] = ()):
     """Rows of a CSV or Parquet file (or glob) as a pandas DataFrame.
 
     The file is read exactly as ``fit`` reads it (:func:`groupcov.data.duckdb_engine.
@@ -181,6 +181,9 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
         Columns to keep (default all).
     max_rows : int, optional
         Keep a reproducible random sample of at most this many rows.
+    numbers : sequence of str
+        Columns meant to hold numbers (the features), read as numbers where they do
+        though DuckDB took them for text or dates (``inf``).
 
     Returns
     -------
@@ -201,7 +204,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
     from groupcov.data.duckdb_engine import read_rows
 
     path = _data_file(path)
-    return read_rows(str(path), columns=columns, max_rows=max_rows)
+    return read_rows(str(path), columns=columns, max_rows=max_rows, numbers=numbers)
 
 
 def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int = 20_000):
@@ -212,7 +215,7 @@ def _plot_rows(path: str | Path, group: str, features: Sequence[str], limit: int
     from groupcov.data import DataError
 
     try:
-        return read_table(path, [group, *features], max_rows=limit)
+        return read_table(path, [group, *features], max_rows=limit, numbers=features)
     except (DataError, InputError) as err:
         warnings.warn(f"the plots show no data points: {_first_line(err)}", PlotWarning,
                       stacklevel=2)
@@ -452,6 +455,27 @@ TABLE_WIDTH = 120
 TABLE_MAX_PAIRS = 15
 
 
+#: Group names longer than this are shortened in printed tables.
+LABEL_WIDTH = 24
+
+
+def short_labels(labels: list[str], width: int = LABEL_WIDTH) -> list[str]:
+    """Labels of at most ``width`` characters for a printed table: a longer one keeps
+    its start and end around ``...``, unless that makes two labels alike (then all are
+    kept whole).
+
+    Examples
+    --------
+    >>> short_labels(["a", "Southern Appalachian Mountains region"], 20)
+    ['a', 'Southern ...s region']
+    """
+    keep = width - 3
+    head = (keep + 1) // 2
+    shortened = [s if len(s) <= width else f"{s[:head]}...{s[len(s) - (keep - head):]}"
+                 for s in labels]
+    return shortened if len(set(shortened)) == len(set(labels)) else list(labels)
+
+
 def group_table(result) -> str:
     """Compact per-group text table: rows, posterior means of means, sds and correlations.
 
@@ -466,7 +490,7 @@ def group_table(result) -> str:
     sd = post["sigma"].mean(("chain", "draw")).values
     corr = post["corr"].mean(("chain", "draw")).values
     n = result.stats.rows_per_group()
-    labels = [str(g) for g in result.groups]
+    labels = short_labels([str(g) for g in result.groups])
     pairs = [(a, b) for a in range(len(feats)) for b in range(a + 1, len(feats))]
     cols = [f"mean[{f}]" for f in feats] + [f"sd[{f}]" for f in feats]
     vals = [list(mu[i]) + list(sd[i]) for i in range(len(labels))]
@@ -476,6 +500,8 @@ def group_table(result) -> str:
         vals = [v + [corr[i, a, b] for a, b in pairs] for i, v in enumerate(vals)]
     else:
         note = f"\n({len(pairs)} correlations per group: see correlations.csv)"
+    if labels != [str(g) for g in result.groups]:
+        note += "\n(long group names shortened with '...'; summary.csv has them whole)"
     gw = max(5, *(len(s) for s in labels))
     by_column = [_cells([v[j] for v in vals]) for j in range(len(cols))]
     widths = [max(9, len(c), *(len(t) for t in texts)) for c, texts in zip(
@@ -672,7 +698,7 @@ def _predict_group(result, group: str | None, new_group: bool) -> tuple[str | No
 
 def _classify_rows(result, path: str):
     """Group probabilities of each row of a file, and the most probable group."""
-    data = read_table(path)
+    data = read_table(path, numbers=result.features)
     missing = [f for f in result.features if f not in data.columns]
     if missing:
         raise InputError(
@@ -700,6 +726,7 @@ def _check_numeric(data, features: Sequence[str], path: str) -> None:
     import numpy as np
 
     from groupcov.data.frame import value_examples
+    from groupcov.data.validate import positions_text
 
     for f in features:
         column = data[f]
@@ -708,9 +735,11 @@ def _check_numeric(data, features: Sequence[str], path: str) -> None:
             shown = f" (e.g. {examples[0]!r})" if examples else f" (dtype {column.dtype})"
             raise InputError(f"column '{f}' of '{path}' is not numeric{shown}; "
                              "the features of rows to classify must be numbers")
-        if column.dtype.kind == "f" and np.isinf(column.to_numpy()).any():
-            raise InputError(f"column '{f}' of '{path}' has infinite values; replace or "
-                             "remove them")
+        infinite = np.flatnonzero(np.isinf(column.to_numpy())) if column.dtype.kind == "f" else []
+        if len(infinite):
+            raise InputError(f"column '{f}' of '{path}' has {len(infinite)} infinite value(s) "
+                             f"({positions_text(infinite.tolist(), len(infinite))}); replace "
+                             "or remove them")
 
 
 def _predictive_rows(result, group: str | None, n: int, seed, new_group: bool = False):
@@ -777,7 +806,8 @@ def _compare(args: argparse.Namespace) -> int:
     _check_pooling(stats, args.group, candidates or DEFAULT_CANDIDATES, "--candidates")
     features = list(stats.features)
     # the rows, read as the statistics were: the same columns, labels and missing values
-    data = read_table(args.data, [args.group, *features]) if args.pointwise == "row" else stats
+    data = (read_table(args.data, [args.group, *features], numbers=features)
+            if args.pointwise == "row" else stats)
     kwargs = _sampling_kwargs(args)
     with _report_warnings():
         table = compare(data, group=args.group, features=features, candidates=candidates,
@@ -785,9 +815,14 @@ def _compare(args: argparse.Namespace) -> int:
     shown = table.drop(columns=[c for c in ("warning", "scale") if c in table.columns])
     print(shown.to_string(float_format=lambda x: f"{x:.2f}"))
     if "warning" in table.columns:
+        if args.pointwise == "row":
+            unit, advice = "rows", "more draws or --pointwise group may help"
+        else:  # a group is much of the data: leaving it out moves the posterior far
+            unit, advice = ("groups", "more draws may help, but where a group holds much "
+                            "of the data PSIS-LOO cannot stand in for leaving it out")
         for name in table.index[table["warning"].astype(bool)]:
             print(f"note: the LOO estimate of '{name}' is unreliable (Pareto k above the "
-                  "threshold for some points); more draws or --pointwise group may help")
+                  f"threshold for some {unit}); {advice}")
     if args.out:
         _write_table(table.rename_axis("model").reset_index(), out)
     return 0

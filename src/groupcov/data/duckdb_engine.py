@@ -231,6 +231,7 @@ def read_rows(
     columns: Sequence[str] | None = None,
     max_rows: int | None = None,
     con=None,
+    numbers: Sequence[str] = (),
 ):
     """Rows of a CSV or Parquet file (or glob) as a pandas DataFrame, read as
     :func:`groupcov.data.reduce` reads them.
@@ -249,6 +250,11 @@ def read_rows(
         Keep a reproducible random sample of at most this many rows.
     con : duckdb.DuckDBPyConnection, optional
         Connection that reads the file; default: a cursor on an in-memory database.
+    numbers : sequence of str
+        Columns meant to hold numbers (features): where they hold only numbers but
+        DuckDB took them for text or dates (``inf`` can look like either), they are
+        read as numbers, as :func:`groupcov.data.reduce` reads features. Other text
+        columns (group labels such as ``007``) stay text.
 
     Returns
     -------
@@ -270,13 +276,19 @@ def read_rows(
         # value is one (exactly, however large), else floats
         guessed_int = [c for c, t in zip(relation.columns, relation.types, strict=True)
                        if _type_id(t) in INTEGER_TYPES] if kind == "csv" else []
-        if guessed_int:
-            relation, _, _, _ = open_path(path, con,
-                                          types=dict.fromkeys(guessed_int, "VARCHAR"))
         actual = list(relation.columns)
         # the file's own names where DuckDB renamed some (x next to X reads as x_1)
         own_names = list(raw) if raw is not None else actual
         read_as = dict(zip(own_names, actual, strict=True))
+        wanted = {read_as[c] for c in numbers if c in read_as}
+        numeric = _number_columns(path, con, [
+            c for c, t in zip(relation.columns, relation.types, strict=True)
+            if c in wanted and _type_id(t) not in NUMERIC_TYPES
+        ]) if kind == "csv" else []
+        if guessed_int or numeric:
+            relation, _, _, _ = open_path(path, con, types={
+                **dict.fromkeys(guessed_int, "VARCHAR"), **dict.fromkeys(numeric, "DOUBLE")
+            })
         names = own_names
         if columns is not None:
             missing = [c for c in columns if c not in read_as]
@@ -741,12 +753,42 @@ def _reduce_csv(path, con, sniffed, names, group, features, source, label_order,
                 overrides[column], label_type = "VARCHAR", type_id
         elif type_id in INTEGER_TYPES and (features is None or name in features):
             overrides[column] = "DOUBLE"
+    unsure = [column for name, column, dtype in zip(columns, sniffed.columns, sniffed.types,
+                                                    strict=True)
+              if name != group and (features is None or name in features)
+              and _type_id(dtype) not in NUMERIC_TYPES]
+    numbers = _number_columns(path, con, unsure, full_scan)
+    overrides.update(dict.fromkeys(numbers, "DOUBLE"))
     if not overrides:
         return reduce_relation(sniffed, group, features, source, label_order, names)
     relation, _, _, _ = open_path(path, con, full_scan=full_scan, types=overrides)
-    guessed = dict(zip(columns, sniffed.types, strict=True))
+    # default features follow the guessed types, except where text was numbers
+    guessed = {name: read if column in numbers else sniffed_type for name, column,
+               sniffed_type, read in zip(columns, sniffed.columns, sniffed.types,
+                                         relation.types, strict=True)}
     return reduce_relation(relation, group, features, source, label_order, names,
                            guessed_types=guessed, label_type=label_type)
+
+
+def _number_columns(path, con, columns: Sequence[str], full_scan: bool = False) -> list[str]:
+    """The CSV columns among ``columns`` (DuckDB's names; guessed as text or dates) that
+    hold only numbers, read as text: DuckDB's guess takes ``inf`` for a date or text,
+    where pandas and a DOUBLE column read it as infinity."""
+    if not columns:
+        return []
+    relation, _, _, _ = open_path(path, con, full_scan=full_scan,
+                                  types=dict.fromkeys(columns, "VARCHAR"))
+    found = []
+    for column in columns:
+        c = _ident(column)
+        filled = f"SELECT {c} FROM {VIEW} WHERE {c} IS NOT NULL"
+        # each stops at its first row found: a text column's first value is not a number
+        first_text = f"{filled} AND TRY_CAST({c} AS DOUBLE) IS NULL LIMIT 1"
+        if relation.query(VIEW, f"SELECT count(*) FROM ({first_text})").fetchall()[0][0]:
+            continue
+        if relation.query(VIEW, f"SELECT count(*) FROM ({filled} LIMIT 1)").fetchall()[0][0]:
+            found.append(column)
+    return found
 
 
 _INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
