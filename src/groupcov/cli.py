@@ -932,9 +932,9 @@ def _sampling_args(parser: argparse.ArgumentParser, draws: int = 1000, chains: i
     g.add_argument("--seed", type=_nonnegative_int, default=None,
                    help="random seed, a whole number >= 0 (reproducible draws)")
     g.add_argument("--target-accept", type=_probability, default=None,
-                   help="NUTS's target acceptance rate; higher means smaller steps and fewer "
-                        "divergent transitions (default 0.9, 0.95 for hierarchical models of "
-                        "fewer than 10 groups)")
+                   help="the sampler's target acceptance rate; higher means smaller steps "
+                        "and fewer divergent transitions (default 0.9, 0.95 for hierarchical "
+                        "models of fewer than 10 groups, 0.8 for jittered HMC draws)")
     g.add_argument("--algorithm", choices=_ALGORITHMS, default=None,
                    help="numpyro sampler only: NUTS throughout, or HMC whose warm-up "
                         "trajectories run to their first U-turn and whose later ones have "
