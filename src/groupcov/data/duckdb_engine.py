@@ -745,18 +745,17 @@ def _reduce_csv(path, con, sniffed, names, group, features, source, label_order,
     number or boolean group column as text, typed from all its labels
     (:func:`typed_labels`)."""
     columns = list(names) if names is not None else list(sniffed.columns)
-    overrides, label_type = {}, None
+    overrides, label_type, unsure = {}, None, []
     for name, column, dtype in zip(columns, sniffed.columns, sniffed.types, strict=True):
         type_id = _type_id(dtype)
         if name == group:
             if type_id in NUMERIC_TYPES:
                 overrides[column], label_type = "VARCHAR", type_id
-        elif type_id in INTEGER_TYPES and (features is None or name in features):
-            overrides[column] = "DOUBLE"
-    unsure = [column for name, column, dtype in zip(columns, sniffed.columns, sniffed.types,
-                                                    strict=True)
-              if name != group and (features is None or name in features)
-              and _type_id(dtype) not in NUMERIC_TYPES]
+        elif features is None or name in features:
+            if type_id in INTEGER_TYPES:
+                overrides[column] = "DOUBLE"
+            elif type_id not in NUMERIC_TYPES:  # text or a date: perhaps numbers (inf)
+                unsure.append(column)
     numbers = _number_columns(path, con, unsure, full_scan)
     overrides.update(dict.fromkeys(numbers, "DOUBLE"))
     if not overrides:

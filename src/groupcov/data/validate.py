@@ -570,7 +570,8 @@ def warn_unused_categories(
     >>> print(caught[0].message)
     group column 'g': category 'b' has no rows; it gets no group and no estimate
     """
-    unused = [c for c in categories if c not in set(labels)]
+    present = set(labels)
+    unused = [c for c in categories if c not in present]
     if not unused:
         return
     what, _ = _group_column(group)
